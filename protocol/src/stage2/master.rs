@@ -247,7 +247,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
         };
-        s.to_relay(&ToRelay::CreateSession {
+        s.send_relay(&ToRelay::CreateSession {
             session: config.session,
             kind: config.kind,
             announce,
