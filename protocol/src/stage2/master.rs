@@ -252,8 +252,10 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             kind: config.kind,
             announce,
         });
-        // The master alone forms epoch 1, so that it can send before anyone joins.
+        // The master alone forms epoch 1, so that it can send before anyone
+        // joins; the first join does not wait for a batch after it.
         s.rekey(now);
+        s.last_rekey = None;
         s
     }
 
@@ -327,8 +329,11 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             .map(|(k, _)| *k)
             .collect();
         for peer in expired {
-            self.pending.remove(&peer);
-            self.handshake_to(peer, &Handshake::Abort(AbortReason::Timeout));
+            if let Some(Pending::Confirm { .. }) = self.pending.remove(&peer) {
+                self.fail_join(peer, Stage2Error::Confirmation);
+            } else {
+                self.handshake_to(peer, &Handshake::Abort(AbortReason::Timeout));
+            }
             self.send_relay(&ToRelay::Remove { peer });
         }
         let silent: Vec<PeerId> = self
@@ -400,7 +405,9 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                 self.pending.insert(peer, Pending::Request { since: now });
             }
             FromRelay::PeerLeft { peer, reason } => {
-                self.pending.remove(&peer);
+                if let Some(Pending::Confirm { .. }) = self.pending.remove(&peer) {
+                    self.fail_join(peer, Stage2Error::Confirmation);
+                }
                 self.drop_member(peer, reason, now);
             }
             _ => {}
@@ -469,6 +476,12 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                         Err(e)
                     }
                 }
+            }
+            // A participant that got our response but does not confirm had
+            // its one password guess: it counts as a failed join (R12).
+            (Pending::Confirm { .. }, Handshake::Abort(_)) => {
+                self.fail_join(peer, Stage2Error::Confirmation);
+                Ok(())
             }
             (_, Handshake::Abort(_)) => Ok(()),
             (p, _) => {
