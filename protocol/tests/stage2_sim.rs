@@ -669,3 +669,25 @@ fn session_id_in_every_frame_matches() {
         assert_eq!(FrameRef::parse(f).unwrap().header.session, SESSION);
     }
 }
+
+/// R6: after a removal, no remaining participant accepts group frames the
+/// removed member seals under the old epoch.
+#[test]
+fn r6_participants_refuse_the_removed_member_under_the_old_epoch() {
+    let mut sim = Sim::new(SessionKind::Meeting, Some(PASSWORD));
+    sim.join("Vic", Some(PASSWORD));
+    sim.join("Wes", Some(PASSWORD));
+    sim.run_until(300, |s| s.is_member(0) && s.is_member(1));
+    sim.run(150);
+    sim.p(0).engine.send_chat("late words").unwrap();
+    let held = sim.p(0).engine.poll_transmit().unwrap();
+    let vic = sim.peer_of(0);
+    sim.master.remove(vic, sim.now).unwrap();
+    sim.run(3);
+    sim.deliver(Delivery { to: 2, frame: held });
+    assert!(sim.chats(1).is_empty());
+    assert!(matches!(
+        sim.participants[1].errors.last(),
+        Some(Stage2Error::UnknownPeer(_))
+    ));
+}

@@ -45,6 +45,21 @@ pub const PASSWORD: &str = "pw-123456";
 pub const PARTICIPANT: PeerId = PeerId(2);
 /// Seed of the fuzzed participant's RNG.
 pub const PARTICIPANT_RNG: u64 = 4;
+/// The TLS channel binding the `stage1` target checks masters' proofs against.
+pub const CHANNEL_BINDING: [u8; 32] = [7; 32];
+
+/// The key the `frame` target opens frames with.
+pub mod frame_fixture {
+    use conclave_protocol::frame::PeerId;
+
+    /// The sender's base key.
+    pub const BASE_KEY: [u8; 32] = *b"conclave fuzz frame base key 32B";
+    /// The epoch of the group key.
+    pub const EPOCH: u32 = 1;
+    /// The sender.
+    pub const SENDER: PeerId = PeerId(2);
+}
+
 /// Milliseconds per unit of a record's `dt`.
 pub const TICK_MS: u64 = 250;
 /// Most records applied from one input.

@@ -497,7 +497,11 @@ impl ParticipantSession {
             ),
             openers,
         };
-        if let Some(old) = self.current.replace(epoch) {
+        if let Some(mut old) = self.current.replace(epoch) {
+            // Whoever is not in the new roster left or was removed: nothing
+            // more from them, not even under the old epoch's key.
+            old.openers
+                .retain(|peer, _| roster.members.iter().any(|m| m.peer == *peer));
             self.previous = Some((old, now.plus(EPOCH_GRACE_MS)));
         }
         self.roster_digest = signed.digest();
