@@ -11,7 +11,12 @@ use libfuzzer_sys::fuzz_target;
 
 fn round_trip<T: Message>(bytes: &[u8]) {
     if let Ok(msg) = T::decode(bytes) {
-        assert_eq!(msg.encode(), bytes, "{} does not re-encode to its input", T::NAME);
+        assert_eq!(
+            msg.encode(),
+            bytes,
+            "{} does not re-encode to its input",
+            T::NAME
+        );
     }
 }
 
@@ -19,7 +24,12 @@ fn signed<T: Artefact>(bytes: &[u8]) {
     if let Ok(s) = postcard::from_bytes::<Signed<T>>(bytes) {
         let _ = (s.signer(), s.digest());
         if let Ok(body) = s.verify(portal_keys()) {
-            assert_eq!(body.encode(), s.body(), "verified {} is not its signed body", T::NAME);
+            assert_eq!(
+                body.encode(),
+                s.body(),
+                "verified {} is not its signed body",
+                T::NAME
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 //! a frame that opens under the fixed key does not open a second time (replay).
 #![no_main]
 
-use conclave_protocol::frame::{FrameRef, PeerId, RoutingHeader, HEADER_LEN};
+use conclave_protocol::frame::{FrameRef, RoutingHeader, HEADER_LEN};
 use conclave_protocol::sframe::{
     FrameOpener, KeyScope, SealedFrame, SframeHeader, MAX_SFRAME_HEADER_LEN,
 };
@@ -14,10 +14,18 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = RoutingHeader::decode(data) {
-        assert_eq!(h.encode()[..], data[..HEADER_LEN], "header re-encodes differently");
+        assert_eq!(
+            h.encode()[..],
+            data[..HEADER_LEN],
+            "header re-encodes differently"
+        );
     }
     if let Ok(f) = FrameRef::parse(data) {
-        assert_eq!(f.header.encode()[..], data[..HEADER_LEN], "frame header re-encodes differently");
+        assert_eq!(
+            f.header.encode()[..],
+            data[..HEADER_LEN],
+            "frame header re-encodes differently"
+        );
         assert_eq!(f.payload.len(), f.header.payload_len as usize);
     }
     if let Ok((h, len)) = SframeHeader::decode(data) {
@@ -25,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         let mut buf = [0u8; MAX_SFRAME_HEADER_LEN];
         let n = h.encode(&mut buf);
         assert_eq!(n, h.encoded_len());
-        assert_eq!(SframeHeader::decode(&buf[..n]), Ok((h, n)), "SFrame header does not round-trip");
+        assert_eq!(
+            SframeHeader::decode(&buf[..n]),
+            Ok((h, n)),
+            "SFrame header does not round-trip"
+        );
     }
     if let Ok(sealed) = SealedFrame::parse(data) {
         let mut opener = FrameOpener::new(&BASE_KEY, KeyScope::Group { epoch: EPOCH }, SENDER);
@@ -33,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(opened) = opener.open_in_place(&sealed, &mut frame) {
             assert!(opened.plaintext.end <= frame.len());
             assert_eq!(opened.header, sealed.header);
-            assert_eq!(opened.header.sender, PeerId(2));
+            assert_eq!(opened.header.sender, SENDER);
             let mut again = data.to_vec();
             assert!(
                 opener.open_in_place(&sealed, &mut again).is_err(),

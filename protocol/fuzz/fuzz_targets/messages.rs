@@ -9,7 +9,12 @@ use libfuzzer_sys::fuzz_target;
 
 fn round_trip<T: Message>(bytes: &[u8]) {
     if let Ok(msg) = T::decode(bytes) {
-        assert_eq!(msg.encode(), bytes, "{} does not re-encode to its input", T::NAME);
+        assert_eq!(
+            msg.encode(),
+            bytes,
+            "{} does not re-encode to its input",
+            T::NAME
+        );
     }
 }
 

@@ -32,7 +32,15 @@ fn fixed() -> &'static Fixed {
 fuzz_target!(|data: &[u8]| {
     let f = fixed();
     if let Ok(ToRelay::Hello(h)) = ToRelay::decode(data) {
-        let _ = stage1::check_hello(&h, &f.policy, &f.revocations, &CHANNEL_BINDING, fixtures::NOW);
+        let _ = stage1::check_hello(
+            &h,
+            &f.policy,
+            &f.revocations,
+            &CHANNEL_BINDING,
+            fixtures::NOW,
+        );
     }
-    let _ = stage1::AwaitingWelcome::start(f.hello.clone()).0.receive(data);
+    let _ = stage1::AwaitingWelcome::start(f.hello.clone())
+        .0
+        .receive(data);
 });

@@ -27,10 +27,10 @@ use std::sync::OnceLock;
 
 use conclave_protocol::fixtures;
 use conclave_protocol::frame::{FrameClass, FrameRef, PeerId, SessionId};
-use conclave_protocol::sign::PublicKey;
+use conclave_protocol::sign::{PublicKey, SigningIdentity};
 use conclave_protocol::stage1::SessionKind;
 use conclave_protocol::stage2::{
-    MasterEvent, MasterSession, ParticipantEvent, ParticipantSession, Rights,
+    MasterConfig, MasterEvent, MasterSession, ParticipantEvent, ParticipantSession, Rights,
 };
 use conclave_protocol::time::Millis;
 
@@ -166,6 +166,32 @@ fn check_output(frame: &[u8]) {
     }
 }
 
+/// `fixtures::master_config(&fixtures::identity(1), 2, SESSION, Meeting,
+/// Some(PASSWORD))`, made once and copied: generating the keys and signing the
+/// license on every run would take a good part of the master target's time.
+pub fn master_config() -> MasterConfig {
+    static TEMPLATE: OnceLock<MasterConfig> = OnceLock::new();
+    let t = TEMPLATE.get_or_init(|| {
+        fixtures::master_config(
+            &fixtures::identity(1),
+            2,
+            SESSION,
+            SessionKind::Meeting,
+            Some(PASSWORD),
+        )
+    });
+    MasterConfig {
+        session: t.session,
+        kind: t.kind,
+        moderator: t.moderator.clone(),
+        license: t.license.clone(),
+        identity: SigningIdentity::from_seed(&t.identity.to_seed()),
+        password: t.password.clone(),
+        autolock: t.autolock,
+        created_at: t.created_at,
+    }
+}
+
 /// The fuzzed master: the session of [`SESSION`] with a password, created at 0 ms.
 pub struct MasterDriver {
     /// The engine.
@@ -183,15 +209,8 @@ impl Default for MasterDriver {
 impl MasterDriver {
     /// A fresh master at time 0, with nothing drained yet.
     pub fn new() -> Self {
-        let config = fixtures::master_config(
-            &fixtures::identity(1),
-            2,
-            SESSION,
-            SessionKind::Meeting,
-            Some(PASSWORD),
-        );
         MasterDriver {
-            session: MasterSession::new(config, fixtures::rng(3), Millis(0)),
+            session: MasterSession::new(master_config(), fixtures::rng(3), Millis(0)),
             now: Millis(0),
         }
     }
