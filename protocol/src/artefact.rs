@@ -350,36 +350,11 @@ impl RevocationList {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::fixtures::profile;
     use crate::sign::SigningIdentity;
     use proptest::prelude::*;
-
-    pub(crate) fn profile() -> PolicyProfile {
-        PolicyProfile {
-            name: BoundedString::new("support").unwrap(),
-            screen_sharing: true,
-            presenter_handover: true,
-            remote_control: true,
-            control_countdown_secs: 10,
-            countdown_default: CountdownDefault::Deny,
-            file_transfer: false,
-            shared_files: true,
-            recording: RecordingPolicy::Allowed,
-            autolock: true,
-            max_participants: 50,
-            session_id_digits: 6,
-            password_required: false,
-            password_rules: PasswordRules {
-                min_length: 8,
-                letter: true,
-                digit: true,
-                symbol: false,
-            },
-            min_client_version: Version::new(1, 0, 0),
-            port_mapper: false,
-        }
-    }
 
     proptest! {
         #[test]

@@ -29,7 +29,7 @@
 //! [`PeerId::MASTER`] the session's master, and participants count up from 2.
 //! [`PeerId::BROADCAST`] as destination means every other member of the session.
 //!
-//! For end-to-end classes the payload is an SFrame ciphertext (see
+//! For the media, chat, file and control classes the payload is an SFrame ciphertext (see
 //! [`crate::sframe`]) whose AAD covers this header, so a relay that changes any
 //! header field makes the frame fail to open.
 
@@ -146,9 +146,14 @@ impl FrameClass {
         )
     }
 
-    /// Whether the payload is end-to-end encrypted (an SFrame ciphertext).
-    pub fn is_end_to_end(self) -> bool {
-        !matches!(self, FrameClass::Relay | FrameClass::Handshake)
+    /// Whether the payload is an SFrame ciphertext. Relay and handshake
+    /// payloads are plain (handshake messages are signed and MACed), and a
+    /// rekey protects its parts itself (wraps and sealed roster).
+    pub fn carries_sframe(self) -> bool {
+        !matches!(
+            self,
+            FrameClass::Relay | FrameClass::Handshake | FrameClass::Roster
+        )
     }
 }
 

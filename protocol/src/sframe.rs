@@ -109,9 +109,9 @@ pub enum SframeError {
     /// The plaintext is larger than a frame can carry.
     #[error("plaintext of {0} bytes exceeds the {MAX_PLAINTEXT}-byte frame limit")]
     PlaintextTooLarge(usize),
-    /// The frame's class is not end-to-end encrypted.
-    #[error("frame class {0:?} is not end-to-end encrypted")]
-    NotEndToEnd(FrameClass),
+    /// The frame's class does not carry an SFrame ciphertext.
+    #[error("frame class {0:?} does not carry an SFrame ciphertext")]
+    NotSframe(FrameClass),
 }
 
 /// An SFrame header: key ID and counter.
@@ -502,8 +502,8 @@ impl FrameSealer {
         destination: PeerId,
         buf: &mut SealBuf,
     ) -> Result<(), SframeError> {
-        if !class.is_end_to_end() {
-            return Err(SframeError::NotEndToEnd(class));
+        if !class.carries_sframe() {
+            return Err(SframeError::NotSframe(class));
         }
         if buf.payload_len > MAX_PLAINTEXT {
             return Err(SframeError::PlaintextTooLarge(buf.payload_len));
@@ -561,8 +561,8 @@ impl SealedFrame {
     /// Parses the routing and SFrame headers of an end-to-end frame.
     pub fn parse(frame: &[u8]) -> Result<Self, SframeError> {
         let f = crate::frame::FrameRef::parse(frame)?;
-        if !f.header.class.is_end_to_end() {
-            return Err(SframeError::NotEndToEnd(f.header.class));
+        if !f.header.class.carries_sframe() {
+            return Err(SframeError::NotSframe(f.header.class));
         }
         let (sframe, slen) = SframeHeader::decode(f.payload)?;
         let start = HEADER_LEN + slen;

@@ -165,9 +165,13 @@ fn r6_removed_participant_reads_nothing_afterwards() {
     sim.master.remove(hal, sim.now).unwrap();
     sim.run(3);
     assert!(sim.master.epoch() > before);
-    assert!(sim.participants[1]
+    // Told by the master and by the relay, reported once.
+    let ends: Vec<_> = sim.participants[1]
         .events
-        .contains(&ParticipantEvent::Removed));
+        .iter()
+        .filter(|e| matches!(e, ParticipantEvent::Removed | ParticipantEvent::Ended))
+        .collect();
+    assert_eq!(ends, [&ParticipantEvent::Removed]);
     let seen = sim.relay_saw.len();
     sim.master.send_chat("after removal").unwrap();
     sim.run(3);

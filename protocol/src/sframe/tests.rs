@@ -252,6 +252,10 @@ fn plaintext_limits_are_enforced() {
     let mut buf = SealBuf::from_plaintext(b"x");
     assert_eq!(
         s.seal(FrameClass::Handshake, SessionId(1), PeerId(1), &mut buf),
-        Err(SframeError::NotEndToEnd(FrameClass::Handshake))
+        Err(SframeError::NotSframe(FrameClass::Handshake))
+    );
+    assert_eq!(
+        s.seal(FrameClass::Roster, SessionId(1), PeerId(1), &mut buf),
+        Err(SframeError::NotSframe(FrameClass::Roster))
     );
 }

@@ -6,13 +6,14 @@ use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::control::{Control, Rights, RightsGrant};
+use super::epoch::{chat_text, check_chat, Epoch, Epochs};
 use super::group::{EpochSecret, Rekey, Roster, RosterMember, SessionContext};
 use super::handshake::{
     AbortReason, Announce, AwaitingConfirm, Handshake, JoinOutcome, MasterSecrets, SafetyCode,
 };
 use super::{
-    Stage2Error, EPOCH_GRACE_MS, EPOCH_MAX_AGE_MS, HEARTBEAT_MS, JOIN_BATCH_MS, JOIN_TIMEOUT_MS,
-    LIVENESS_TIMEOUT_MS, MAX_CHAT, MAX_MEMBERS,
+    Stage2Error, EPOCH_MAX_AGE_MS, HEARTBEAT_MS, JOIN_BATCH_MS, JOIN_TIMEOUT_MS,
+    LIVENESS_TIMEOUT_MS, MAX_MEMBERS,
 };
 use crate::artefact::License;
 use crate::bounded::{BoundedBytes, BoundedString, BoundedVec};
@@ -149,13 +150,6 @@ impl Pending {
     }
 }
 
-struct Epoch {
-    number: u32,
-    started: Millis,
-    sealer: FrameSealer,
-    openers: BTreeMap<PeerId, FrameOpener>,
-}
-
 /// The master's side of a session: answers joins, admits, keeps the epochs,
 /// signs rosters and rights, and seals and opens frames.
 pub struct MasterSession<R> {
@@ -170,8 +164,7 @@ pub struct MasterSession<R> {
     locked: bool,
     pending: BTreeMap<PeerId, Pending>,
     members: BTreeMap<PeerId, Member>,
-    current: Option<Epoch>,
-    previous: Option<(Epoch, Millis)>,
+    epochs: Epochs,
     epoch_counter: u32,
     roster_digest: [u8; 32],
     last_rekey: Option<Millis>,
@@ -188,7 +181,7 @@ impl<R> core::fmt::Debug for MasterSession<R> {
         f.debug_struct("MasterSession")
             .field("session", &self.ctx.session)
             .field("members", &self.members.len())
-            .field("epoch", &self.current.as_ref().map(|e| e.number))
+            .field("epoch", &self.epochs.number())
             .finish()
     }
 }
@@ -235,8 +228,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             locked: false,
             pending: BTreeMap::new(),
             members: BTreeMap::new(),
-            current: None,
-            previous: None,
+            epochs: Epochs::default(),
             epoch_counter: 0,
             roster_digest: [0; 32],
             last_rekey: None,
@@ -271,7 +263,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
 
     /// The current epoch.
     pub fn epoch(&self) -> u32 {
-        self.current.as_ref().map_or(0, |e| e.number)
+        self.epochs.number().unwrap_or(0)
     }
 
     /// The session code every member shows in this epoch.
@@ -305,11 +297,11 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
         if let Some(r) = self.rekey_at {
             t = t.min(r);
         }
-        if let Some(e) = &self.current {
-            t = t.min(e.started.plus(EPOCH_MAX_AGE_MS));
+        if let Some(started) = self.epochs.started() {
+            t = t.min(started.plus(EPOCH_MAX_AGE_MS));
         }
-        if let Some((_, until)) = &self.previous {
-            t = t.min(*until);
+        if let Some(until) = self.epochs.grace_deadline() {
+            t = t.min(until);
         }
         for p in self.pending.values() {
             t = t.min(p.since().plus(JOIN_TIMEOUT_MS));
@@ -355,15 +347,11 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             }
             self.next_heartbeat = now.plus(HEARTBEAT_MS);
         }
-        if let Some((_, until)) = &self.previous {
-            if now >= *until {
-                self.previous = None;
-            }
-        }
+        self.epochs.expire(now);
         let aged = self
-            .current
-            .as_ref()
-            .is_some_and(|e| now.since(e.started) >= EPOCH_MAX_AGE_MS);
+            .epochs
+            .started()
+            .is_some_and(|started| now.since(started) >= EPOCH_MAX_AGE_MS);
         if aged || self.rekey_at.is_some_and(|t| now >= t) {
             self.rekey(now);
         }
@@ -516,17 +504,8 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                 m.last_heard = now;
                 o
             }
-            KeyScope::Group { epoch } => {
-                if class.requires_pairwise_key() {
-                    return Err(Stage2Error::GroupKeyForControl(class));
-                }
-                let opener = match (&mut self.current, &mut self.previous) {
-                    (Some(e), _) if e.number == epoch => e.openers.get_mut(&from),
-                    (_, Some((e, _))) if e.number == epoch => e.openers.get_mut(&from),
-                    _ => None,
-                }
-                .ok_or(Stage2Error::UnknownPeer(from))?;
-                let o = opener.open_in_place(&sealed, frame)?;
+            KeyScope::Group { .. } => {
+                let o = self.epochs.open(&sealed, frame)?;
                 if let Some(m) = self.members.get_mut(&from) {
                     m.last_heard = now;
                 }
@@ -553,8 +532,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                 }
             },
             FrameClass::Chat => {
-                let text = String::from_utf8(data)
-                    .map_err(|_| Stage2Error::Unexpected("chat that is not UTF-8"))?;
+                let text = chat_text(data)?;
                 self.events.push_back(MasterEvent::Chat { from, text });
             }
             _ => self
@@ -653,9 +631,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             self.events
                 .push_back(MasterEvent::ParticipantLeft { peer, reason });
             // Frames under the old epoch from the one who left are refused at once.
-            if let Some(e) = self.current.as_mut() {
-                e.openers.remove(&peer);
-            }
+            self.epochs.forget(peer);
             self.rekey(now);
         }
     }
@@ -689,27 +665,14 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
 
     /// Sends a chat message to everyone.
     pub fn send_chat(&mut self, text: &str) -> Result<(), Stage2Error> {
-        if text.len() > MAX_CHAT {
-            return Err(Stage2Error::Command(format!(
-                "chat messages are limited to {MAX_CHAT} bytes"
-            )));
-        }
+        check_chat(text)?;
         self.send_group(FrameClass::Chat, text.as_bytes())
     }
 
     /// Seals `data` under the group key and sends it to everyone.
     pub fn send_group(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
-        if class.requires_pairwise_key() || !class.is_end_to_end() {
-            return Err(Stage2Error::GroupKeyForControl(class));
-        }
-        let e = self
-            .current
-            .as_mut()
-            .ok_or(Stage2Error::Unexpected("send before the first epoch"))?;
-        let mut buf = SealBuf::from_plaintext(data);
-        e.sealer
-            .seal(class, self.ctx.session, PeerId::BROADCAST, &mut buf)?;
-        self.outbox.push_back(buf.frame().to_vec());
+        let frame = self.epochs.seal(class, self.ctx.session, data)?;
+        self.outbox.push_back(frame);
         Ok(())
     }
 
@@ -720,7 +683,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
         class: FrameClass,
         data: &[u8],
     ) -> Result<(), Stage2Error> {
-        if !class.is_end_to_end() {
+        if !class.carries_sframe() {
             return Err(Stage2Error::Unexpected("plain class"));
         }
         let session = self.ctx.session;
@@ -743,8 +706,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
         self.send_relay(&ToRelay::Leave);
         self.members.clear();
         self.pending.clear();
-        self.current = None;
-        self.previous = None;
+        self.epochs.clear();
     }
 
     /// Starts a new epoch now: fresh secret, wraps, signed roster.
@@ -798,33 +760,16 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
         if !self.members.is_empty() {
             self.plain_to(FrameClass::Roster, PeerId::BROADCAST, &rekey.encode());
         }
-        let openers = self
-            .members
-            .keys()
-            .map(|&p| {
-                (
-                    p,
-                    FrameOpener::new(
-                        &secret.sender_key(number, p),
-                        KeyScope::Group { epoch: number },
-                        p,
-                    ),
-                )
-            })
-            .collect();
-        let epoch = Epoch {
+        let epoch = Epoch::new(
+            &secret,
             number,
-            started: now,
-            sealer: FrameSealer::new(
-                &secret.sender_key(number, PeerId::MASTER),
-                KeyScope::Group { epoch: number },
-                PeerId::MASTER,
-            ),
-            openers,
-        };
-        if let Some(old) = self.current.replace(epoch) {
-            self.previous = Some((old, now.plus(EPOCH_GRACE_MS)));
-        }
+            PeerId::MASTER,
+            self.members.keys().copied(),
+            now,
+        );
+        let members = &self.members;
+        self.epochs
+            .install(epoch, now, |p| members.contains_key(&p));
         self.last_rekey = Some(now);
         self.rekey_at = None;
         self.events.push_back(MasterEvent::EpochChanged {

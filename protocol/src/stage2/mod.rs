@@ -48,6 +48,7 @@
 //! events to show and the next timer deadline.
 
 pub mod control;
+mod epoch;
 pub mod group;
 pub mod handshake;
 mod master;

@@ -1,15 +1,16 @@
 //! The participant's session engine (sans-IO).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use zeroize::Zeroizing;
 
 use super::control::{Control, Rights, RightsGrant};
+use super::epoch::{chat_text, check_chat, Epoch, Epochs};
 use super::group::{Rekey, Roster, SessionContext};
 use super::handshake::{
     AbortReason, Announce, AwaitingAnnounce, AwaitingResponse, Handshake, JoinRequest, SafetyCode,
 };
-use super::{Stage2Error, EPOCH_GRACE_MS, JOIN_TIMEOUT_MS, LIVENESS_TIMEOUT_MS, MAX_CHAT};
+use super::{Stage2Error, JOIN_TIMEOUT_MS, LIVENESS_TIMEOUT_MS};
 use crate::bounded::BoundedString;
 use crate::codec::Message;
 use crate::frame::{plain_frame, FrameClass, FrameRef, PeerId, SessionId};
@@ -96,16 +97,12 @@ struct Pairwise {
     wrap: Zeroizing<[u8; 32]>,
 }
 
-struct Epoch {
-    number: u32,
-    sealer: FrameSealer,
-    openers: BTreeMap<PeerId, FrameOpener>,
-}
-
 /// The participant's side of a session.
 pub struct ParticipantSession {
     session: SessionId,
     state: State,
+    /// The end of the session was reported.
+    ended: bool,
     peer: PeerId,
     own_key: [u8; 32],
     pending_request: Option<JoinRequest>,
@@ -113,8 +110,7 @@ pub struct ParticipantSession {
     master_identity: Option<PublicKey>,
     ctx: Option<SessionContext>,
     pairwise: Option<Pairwise>,
-    current: Option<Epoch>,
-    previous: Option<(Epoch, Millis)>,
+    epochs: Epochs,
     roster: Option<Roster>,
     roster_digest: [u8; 32],
     rights: Rights,
@@ -153,6 +149,7 @@ impl ParticipantSession {
         let own_key = start.own_key();
         let mut s = ParticipantSession {
             session,
+            ended: false,
             state: State::Joining {
                 portal_keys,
                 unix_now,
@@ -165,8 +162,7 @@ impl ParticipantSession {
             master_identity: None,
             ctx: None,
             pairwise: None,
-            current: None,
-            previous: None,
+            epochs: Epochs::default(),
             roster: None,
             roster_digest: [0; 32],
             rights: Rights::NONE,
@@ -197,7 +193,7 @@ impl ParticipantSession {
 
     /// The current epoch, once admitted.
     pub fn epoch(&self) -> Option<u32> {
-        self.current.as_ref().map(|e| e.number)
+        self.epochs.number()
     }
 
     /// The session code of the current roster.
@@ -233,8 +229,8 @@ impl ParticipantSession {
             State::Over => None,
             State::Member => {
                 let mut t = self.last_from_master.plus(LIVENESS_TIMEOUT_MS);
-                if let Some((_, until)) = &self.previous {
-                    t = t.min(*until);
+                if let Some(until) = self.epochs.grace_deadline() {
+                    t = t.min(until);
                 }
                 Some(t)
             }
@@ -250,13 +246,7 @@ impl ParticipantSession {
                 if now.since(self.last_from_master) >= LIVENESS_TIMEOUT_MS {
                     self.finish(ParticipantEvent::MasterLost);
                 }
-                if self
-                    .previous
-                    .as_ref()
-                    .is_some_and(|(_, until)| now >= *until)
-                {
-                    self.previous = None;
-                }
+                self.epochs.expire(now);
             }
             _ => {
                 if now.since(self.started) >= JOIN_TIMEOUT_MS {
@@ -267,9 +257,13 @@ impl ParticipantSession {
     }
 
     fn finish(&mut self, event: ParticipantEvent) {
+        // The end is reported once, whichever way it arrives first.
         self.state = State::Over;
-        self.current = None;
-        self.previous = None;
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.epochs.clear();
         self.pairwise = None;
         self.events.push_back(event);
     }
@@ -449,7 +443,7 @@ impl ParticipantSession {
         let Some(wrap) = rekey.wraps.iter().find(|w| w.peer == self.peer) else {
             return Ok(());
         };
-        let current = self.current.as_ref().map_or(0, |e| e.number);
+        let current = self.epochs.number().unwrap_or(0);
         if rekey.epoch <= current {
             return Err(Stage2Error::StaleEpoch {
                 got: rekey.epoch,
@@ -473,37 +467,17 @@ impl ParticipantSession {
             return Err(Stage2Error::NotInRoster);
         }
         let number = rekey.epoch;
-        let openers = roster
-            .members
-            .iter()
-            .filter(|m| m.peer != self.peer)
-            .map(|m| {
-                (
-                    m.peer,
-                    FrameOpener::new(
-                        &secret.sender_key(number, m.peer),
-                        KeyScope::Group { epoch: number },
-                        m.peer,
-                    ),
-                )
-            })
-            .collect();
-        let epoch = Epoch {
+        let epoch = Epoch::new(
+            &secret,
             number,
-            sealer: FrameSealer::new(
-                &secret.sender_key(number, self.peer),
-                KeyScope::Group { epoch: number },
-                self.peer,
-            ),
-            openers,
-        };
-        if let Some(mut old) = self.current.replace(epoch) {
-            // Whoever is not in the new roster left or was removed: nothing
-            // more from them, not even under the old epoch's key.
-            old.openers
-                .retain(|peer, _| roster.members.iter().any(|m| m.peer == *peer));
-            self.previous = Some((old, now.plus(EPOCH_GRACE_MS)));
-        }
+            self.peer,
+            roster.members.iter().map(|m| m.peer),
+            now,
+        );
+        // Whoever is not in the new roster left or was removed: nothing more
+        // from them, not even under the old epoch's key.
+        self.epochs
+            .install(epoch, now, |p| roster.members.iter().any(|m| m.peer == p));
         self.roster_digest = signed.digest();
         self.last_from_master = now;
         if !matches!(self.state, State::Member) {
@@ -540,18 +514,7 @@ impl ParticipantSession {
                     .ok_or(Stage2Error::Unexpected("pairwise frame before keys"))?;
                 pw.opener.open_in_place(&sealed, frame)?
             }
-            KeyScope::Group { epoch } => {
-                if class.requires_pairwise_key() {
-                    return Err(Stage2Error::GroupKeyForControl(class));
-                }
-                let opener = match (&mut self.current, &mut self.previous) {
-                    (Some(e), _) if e.number == epoch => e.openers.get_mut(&from),
-                    (_, Some((e, _))) if e.number == epoch => e.openers.get_mut(&from),
-                    _ => None,
-                }
-                .ok_or(Stage2Error::UnknownPeer(from))?;
-                opener.open_in_place(&sealed, frame)?
-            }
+            KeyScope::Group { .. } => self.epochs.open(&sealed, frame)?,
         };
         if from == PeerId::MASTER {
             self.last_from_master = now;
@@ -560,8 +523,7 @@ impl ParticipantSession {
         match class {
             FrameClass::Control => self.handle_control(Control::decode(&data)?),
             FrameClass::Chat => {
-                let text = String::from_utf8(data)
-                    .map_err(|_| Stage2Error::Unexpected("chat that is not UTF-8"))?;
+                let text = chat_text(data)?;
                 self.events.push_back(ParticipantEvent::Chat { from, text });
                 Ok(())
             }
@@ -630,33 +592,20 @@ impl ParticipantSession {
 
     /// Sends a chat message to everyone.
     pub fn send_chat(&mut self, text: &str) -> Result<(), Stage2Error> {
-        if text.len() > MAX_CHAT {
-            return Err(Stage2Error::Command(format!(
-                "chat messages are limited to {MAX_CHAT} bytes"
-            )));
-        }
+        check_chat(text)?;
         self.send_group(FrameClass::Chat, text.as_bytes())
     }
 
     /// Seals `data` under the group key and sends it to everyone.
     pub fn send_group(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
-        if class.requires_pairwise_key() || !class.is_end_to_end() {
-            return Err(Stage2Error::GroupKeyForControl(class));
-        }
-        let session = self.session;
-        let e = self
-            .current
-            .as_mut()
-            .ok_or(Stage2Error::Unexpected("send before admission"))?;
-        let mut buf = SealBuf::from_plaintext(data);
-        e.sealer.seal(class, session, PeerId::BROADCAST, &mut buf)?;
-        self.outbox.push_back(buf.frame().to_vec());
+        let frame = self.epochs.seal(class, self.session, data)?;
+        self.outbox.push_back(frame);
         Ok(())
     }
 
     /// Seals `data` for the master under the pairwise key.
     pub fn send_to_master(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
-        if !class.is_end_to_end() {
+        if !class.carries_sframe() {
             return Err(Stage2Error::Unexpected("plain class"));
         }
         let session = self.session;
