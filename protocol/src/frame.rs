@@ -90,7 +90,7 @@ macro_rules! frame_classes {
     ($($(#[$doc:meta])* $name:ident = $value:literal,)*) => {
         /// What a frame carries, in the clear so the relay can enforce policy
         /// (R13) and queue by class.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[repr(u8)]
         pub enum FrameClass {
             $($(#[$doc])* $name = $value,)*
@@ -308,6 +308,70 @@ pub fn checked_payload_len(len: usize) -> Result<u32, FrameError> {
     }
 }
 
+/// Splits a byte stream (TLS over TCP, a QUIC stream) into frames: feed it
+/// what the transport read, take whole frames out. A header is checked as soon
+/// as its 24 bytes are in, so a frame over `max_payload` is refused before its
+/// payload is buffered; the buffer never holds more than one partial frame
+/// beyond what was pushed.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    max_payload: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing payloads over `max_payload` (at most [`MAX_PAYLOAD`]).
+    pub fn new(max_payload: usize) -> Self {
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            max_payload: max_payload.min(MAX_PAYLOAD),
+        }
+    }
+
+    /// Appends bytes read from the transport.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes held that do not yet form a whole frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len().saturating_sub(self.start)
+    }
+
+    /// The next whole frame, if one is buffered. An error means the stream
+    /// is not a Conclave frame stream (or exceeds the limit) and must be closed.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        let rest = self.buf.get(self.start..).unwrap_or_default();
+        if rest.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let header = RoutingHeader::decode(rest)?;
+        let len = header.payload_len as usize;
+        if len > self.max_payload {
+            return Err(FrameError::PayloadTooLarge(header.payload_len));
+        }
+        let total = HEADER_LEN + len;
+        match rest.get(..total) {
+            Some(frame) => {
+                let frame = frame.to_vec();
+                self.start += total;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                Ok(Some(frame))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +414,47 @@ mod tests {
             prop_assert_eq!(f.payload, &payload[..]);
             prop_assert_eq!(f.header.class, class);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_yields_the_frames_whatever_the_chunking(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            chunk in 1usize..100,
+        ) {
+            let frames: Vec<Vec<u8>> = payloads
+                .iter()
+                .map(|p| plain_frame(FrameClass::Chat, SessionId(9), PeerId(2), PeerId(1), p).unwrap())
+                .collect();
+            let stream: Vec<u8> = frames.concat();
+            let mut d = FrameDecoder::new(MAX_PAYLOAD);
+            let mut got = Vec::new();
+            for c in stream.chunks(chunk) {
+                d.push(c);
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            prop_assert_eq!(got, frames);
+            prop_assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn decoder_refuses_an_oversized_frame_from_its_header() {
+        let mut d = FrameDecoder::new(1000);
+        let h = RoutingHeader {
+            class: FrameClass::File,
+            session: SessionId(1),
+            sender: PeerId(2),
+            destination: PeerId(1),
+            payload_len: 1001,
+        };
+        d.push(&h.encode());
+        assert_eq!(d.next_frame(), Err(FrameError::PayloadTooLarge(1001)));
+        let mut d = FrameDecoder::new(1000);
+        d.push(&[9; 24]);
+        assert_eq!(d.next_frame(), Err(FrameError::UnsupportedVersion(9)));
     }
 
     #[test]

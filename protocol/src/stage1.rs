@@ -32,6 +32,12 @@ use crate::sign::{verify_raw, PublicKey, Signature, SignatureError, Signed};
 use crate::stage2::Announce;
 use crate::time::UnixTime;
 
+/// ALPN protocol name on QUIC and TLS.
+pub const ALPN: &[u8] = b"conclave/1";
+/// TLS exporter label of the channel binding (32 bytes, empty context) that a
+/// master's proof of possession signs.
+pub const CHANNEL_BINDING_LABEL: &[u8] = b"EXPORTER-conclave/v1/channel-binding";
+
 /// Domain label of a master's proof of possession.
 pub const HELLO_PROOF_DOMAIN: &str = "hello-proof";
 
@@ -95,6 +101,11 @@ pub enum ToRelay {
     },
     /// Leave the session (a master's leaving ends it).
     Leave,
+    /// Keeps the connection alive and measures the round trip.
+    Ping {
+        /// Echoed in the Pong.
+        nonce: u64,
+    },
 }
 
 impl Message for ToRelay {
@@ -147,6 +158,20 @@ pub enum FromRelay {
         peer: PeerId,
         /// Why.
         reason: LeaveReason,
+    },
+    /// Answer to a Ping, with the relay's load for relay choice (R18).
+    Pong {
+        /// The Ping's nonce.
+        nonce: u64,
+        /// Connected peers as a share of the relay's capacity, in thousandths.
+        load_permille: u16,
+    },
+    /// A frame was dropped because the session's policy forbids its class (R13).
+    Dropped {
+        /// The class dropped.
+        class: crate::frame::FrameClass,
+        /// For people: why.
+        message: BoundedString<256>,
     },
 }
 
