@@ -1,0 +1,282 @@
+//! A connection as channels of frames, whatever carries it.
+//!
+//! Each connection has a reader task, which splits what arrives into frames
+//! (with [`FrameDecoder`] on TLS and QUIC streams, one frame per binary
+//! message on WebSockets) and puts them in a bounded channel, and a writer
+//! task, which takes frames from a [`FrameSource`] and writes them. A full
+//! incoming channel stops the reader, so the transport's own flow control
+//! pushes back on the sender. Either task ending ends the connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use conclave_protocol::frame::{FrameDecoder, FrameError, FrameRef, MAX_FRAME};
+use conclave_protocol::sign::PublicKey;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::tls::{channel_binding, client_config, server_name, TlsError};
+
+/// Frames buffered from the network before the reader waits.
+pub const INCOMING_FRAMES: usize = 64;
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Which transport carries a connection (R19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// QUIC over UDP.
+    Quic,
+    /// TLS 1.3 over TCP.
+    Tls,
+    /// WebSocket over TLS 1.3.
+    WebSocket,
+}
+
+impl core::fmt::Display for Transport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Transport::Quic => "QUIC",
+            Transport::Tls => "TLS/TCP",
+            Transport::WebSocket => "WebSocket",
+        })
+    }
+}
+
+/// Why a connection failed or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Network I/O failed.
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS failed (including a relay without the pinned key).
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// rustls reported an error.
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// QUIC failed.
+    #[error("QUIC: {0}")]
+    Quic(String),
+    /// WebSocket failed.
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
+    /// The peer sent something that is not a frame.
+    #[error("the peer sent a malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    /// Connecting took too long.
+    #[error("connecting timed out")]
+    Timeout,
+}
+
+/// Where a writer task takes its frames from.
+pub trait FrameSource: Send + 'static {
+    /// The next frame to write, or `None` when the connection should close.
+    fn next_frame(&mut self) -> impl core::future::Future<Output = Option<Bytes>> + Send;
+}
+
+impl FrameSource for mpsc::Receiver<Bytes> {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        self.recv().await
+    }
+}
+
+/// Frames from the peer; the last item is an error if the connection failed.
+pub type Incoming = mpsc::Receiver<Result<Bytes, ConnError>>;
+
+/// Starts the reader and writer tasks for a byte stream (TLS or QUIC).
+pub fn spawn_stream<R, W, S>(mut reader: R, mut writer: W, mut source: S, max_payload: usize) -> Incoming
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: FrameSource,
+{
+    let (tx, rx) = mpsc::channel(INCOMING_FRAMES);
+    tokio::spawn(async move {
+        let mut decoder = FrameDecoder::new(max_payload);
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(f)) => {
+                        if tx.send(Ok(Bytes::from(f))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+            }
+            match reader.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => decoder.push(buf.get(..n).unwrap_or_default()),
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(frame) = source.next_frame().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    rx
+}
+
+/// WebSocket limits: one frame per message, never more than a frame.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME))
+}
+
+/// Starts the reader and writer tasks for a WebSocket.
+pub fn spawn_websocket<T, S>(ws: WebSocketStream<T>, mut source: S, max_payload: usize) -> Incoming
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: FrameSource,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (tx, rx) = mpsc::channel(INCOMING_FRAMES);
+    tokio::spawn(async move {
+        while let Some(msg) = stream.next().await {
+            let item = match msg {
+                Ok(WsMessage::Binary(data)) => match FrameRef::parse(&data) {
+                    Ok(f) if f.payload.len() <= max_payload => Ok(data),
+                    Ok(f) => Err(ConnError::Frame(FrameError::PayloadTooLarge(f.header.payload_len))),
+                    Err(e) => Err(e.into()),
+                },
+                Ok(WsMessage::Close(_)) => return,
+                Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => continue,
+                Ok(WsMessage::Text(_)) => Err(ConnError::WebSocket("text messages are not frames".into())),
+                Err(e) => Err(ConnError::WebSocket(e.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(frame) = source.next_frame().await {
+            if sink.send(WsMessage::Binary(frame)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    rx
+}
+
+/// A client's connection to a relay.
+#[derive(Debug)]
+pub struct ClientConnection {
+    /// Which transport.
+    pub transport: Transport,
+    /// The TLS channel binding a master signs in its Hello.
+    pub channel_binding: [u8; 32],
+    /// Frames from the relay.
+    pub incoming: Incoming,
+    /// Frames to the relay.
+    pub outgoing: mpsc::Sender<Bytes>,
+    /// Keeps a QUIC endpoint and connection alive as long as this value.
+    quic: Option<(quinn::Endpoint, quinn::Connection)>,
+}
+
+impl ClientConnection {
+    /// Closes a QUIC connection at once (streams close when dropped).
+    pub fn close(&self) {
+        if let Some((_, c)) = &self.quic {
+            c.close(0u32.into(), b"bye");
+        }
+    }
+}
+
+/// How long a client waits for one transport to connect before trying the next.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded<T>(f: impl core::future::Future<Output = Result<T, ConnError>>) -> Result<T, ConnError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, f).await.map_err(|_| ConnError::Timeout)?
+}
+
+async fn tls_stream(addr: SocketAddr, pinned: PublicKey) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnError> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(pinned)?));
+    Ok(connector.connect(server_name(), tcp).await?)
+}
+
+/// Connects over TLS 1.3 on TCP to the relay at `addr` holding `pinned`.
+pub async fn connect_tls(addr: SocketAddr, pinned: PublicKey) -> Result<ClientConnection, ConnError> {
+    bounded(async {
+        let tls = tls_stream(addr, pinned).await?;
+        let binding = channel_binding(tls.get_ref().1)?;
+        let (r, w) = tokio::io::split(tls);
+        let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
+        let incoming = spawn_stream(r, w, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
+        Ok(ClientConnection { transport: Transport::Tls, channel_binding: binding, incoming, outgoing: out_tx, quic: None })
+    })
+    .await
+}
+
+/// Connects over a WebSocket on TLS 1.3 to the relay at `addr` holding `pinned`.
+pub async fn connect_websocket(addr: SocketAddr, pinned: PublicKey) -> Result<ClientConnection, ConnError> {
+    bounded(async {
+        let tls = tls_stream(addr, pinned).await?;
+        let binding = channel_binding(tls.get_ref().1)?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config("wss://conclave-relay/", tls, Some(websocket_config()))
+            .await
+            .map_err(|e| ConnError::WebSocket(e.to_string()))?;
+        let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
+        let incoming = spawn_websocket(ws, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
+        Ok(ClientConnection { transport: Transport::WebSocket, channel_binding: binding, incoming, outgoing: out_tx, quic: None })
+    })
+    .await
+}
+
+/// Connects over QUIC to the relay at `addr` holding `pinned`.
+pub async fn connect_quic(addr: SocketAddr, pinned: PublicKey) -> Result<ClientConnection, ConnError> {
+    bounded(async {
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(|_| ConnError::Quic("bad bind address".into()))?;
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(
+            crate::quic::client_config_quic(pinned).map_err(|e| ConnError::Quic(e.to_string()))?,
+        );
+        let conn = endpoint
+            .connect(addr, "conclave-relay")
+            .map_err(|e| ConnError::Quic(e.to_string()))?
+            .await
+            .map_err(|e| ConnError::Quic(e.to_string()))?;
+        let mut binding = [0u8; 32];
+        conn.export_keying_material(&mut binding, conclave_protocol::stage1::CHANNEL_BINDING_LABEL, b"")
+            .map_err(|_| ConnError::Quic("no channel binding".into()))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| ConnError::Quic(e.to_string()))?;
+        let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
+        let incoming = spawn_stream(recv, send, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
+        Ok(ClientConnection {
+            transport: Transport::Quic,
+            channel_binding: binding,
+            incoming,
+            outgoing: out_tx,
+            quic: Some((endpoint, conn)),
+        })
+    })
+    .await
+}
