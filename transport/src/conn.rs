@@ -92,7 +92,12 @@ impl FrameSource for mpsc::Receiver<Bytes> {
 pub type Incoming = mpsc::Receiver<Result<Bytes, ConnError>>;
 
 /// Starts the reader and writer tasks for a byte stream (TLS or QUIC).
-pub fn spawn_stream<R, W, S>(mut reader: R, mut writer: W, mut source: S, max_payload: usize) -> Incoming
+pub fn spawn_stream<R, W, S>(
+    mut reader: R,
+    mut writer: W,
+    mut source: S,
+    max_payload: usize,
+) -> Incoming
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -128,8 +133,9 @@ where
         }
     });
     tokio::spawn(async move {
+        // TLS streams hold written records until flushed.
         while let Some(frame) = source.next_frame().await {
-            if writer.write_all(&frame).await.is_err() {
+            if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
@@ -158,12 +164,16 @@ where
             let item = match msg {
                 Ok(WsMessage::Binary(data)) => match FrameRef::parse(&data) {
                     Ok(f) if f.payload.len() <= max_payload => Ok(data),
-                    Ok(f) => Err(ConnError::Frame(FrameError::PayloadTooLarge(f.header.payload_len))),
+                    Ok(f) => Err(ConnError::Frame(FrameError::PayloadTooLarge(
+                        f.header.payload_len,
+                    ))),
                     Err(e) => Err(e.into()),
                 },
                 Ok(WsMessage::Close(_)) => return,
                 Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => continue,
-                Ok(WsMessage::Text(_)) => Err(ConnError::WebSocket("text messages are not frames".into())),
+                Ok(WsMessage::Text(_)) => {
+                    Err(ConnError::WebSocket("text messages are not frames".into()))
+                }
                 Err(e) => Err(ConnError::WebSocket(e.to_string())),
             };
             let stop = item.is_err();
@@ -210,11 +220,18 @@ impl ClientConnection {
 /// How long a client waits for one transport to connect before trying the next.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn bounded<T>(f: impl core::future::Future<Output = Result<T, ConnError>>) -> Result<T, ConnError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, f).await.map_err(|_| ConnError::Timeout)?
+async fn bounded<T>(
+    f: impl core::future::Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, f)
+        .await
+        .map_err(|_| ConnError::Timeout)?
 }
 
-async fn tls_stream(addr: SocketAddr, pinned: PublicKey) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnError> {
+async fn tls_stream(
+    addr: SocketAddr,
+    pinned: PublicKey,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnError> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(pinned)?));
@@ -222,39 +239,68 @@ async fn tls_stream(addr: SocketAddr, pinned: PublicKey) -> Result<tokio_rustls:
 }
 
 /// Connects over TLS 1.3 on TCP to the relay at `addr` holding `pinned`.
-pub async fn connect_tls(addr: SocketAddr, pinned: PublicKey) -> Result<ClientConnection, ConnError> {
+pub async fn connect_tls(
+    addr: SocketAddr,
+    pinned: PublicKey,
+) -> Result<ClientConnection, ConnError> {
     bounded(async {
         let tls = tls_stream(addr, pinned).await?;
         let binding = channel_binding(tls.get_ref().1)?;
         let (r, w) = tokio::io::split(tls);
         let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
         let incoming = spawn_stream(r, w, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
-        Ok(ClientConnection { transport: Transport::Tls, channel_binding: binding, incoming, outgoing: out_tx, quic: None })
+        Ok(ClientConnection {
+            transport: Transport::Tls,
+            channel_binding: binding,
+            incoming,
+            outgoing: out_tx,
+            quic: None,
+        })
     })
     .await
 }
 
 /// Connects over a WebSocket on TLS 1.3 to the relay at `addr` holding `pinned`.
-pub async fn connect_websocket(addr: SocketAddr, pinned: PublicKey) -> Result<ClientConnection, ConnError> {
+pub async fn connect_websocket(
+    addr: SocketAddr,
+    pinned: PublicKey,
+) -> Result<ClientConnection, ConnError> {
     bounded(async {
         let tls = tls_stream(addr, pinned).await?;
         let binding = channel_binding(tls.get_ref().1)?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config("wss://conclave-relay/", tls, Some(websocket_config()))
-            .await
-            .map_err(|e| ConnError::WebSocket(e.to_string()))?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            "wss://conclave-relay/",
+            tls,
+            Some(websocket_config()),
+        )
+        .await
+        .map_err(|e| ConnError::WebSocket(e.to_string()))?;
         let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
         let incoming = spawn_websocket(ws, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
-        Ok(ClientConnection { transport: Transport::WebSocket, channel_binding: binding, incoming, outgoing: out_tx, quic: None })
+        Ok(ClientConnection {
+            transport: Transport::WebSocket,
+            channel_binding: binding,
+            incoming,
+            outgoing: out_tx,
+            quic: None,
+        })
     })
     .await
 }
 
 /// Connects over QUIC to the relay at `addr` holding `pinned`.
-pub async fn connect_quic(addr: SocketAddr, pinned: PublicKey) -> Result<ClientConnection, ConnError> {
+pub async fn connect_quic(
+    addr: SocketAddr,
+    pinned: PublicKey,
+) -> Result<ClientConnection, ConnError> {
     bounded(async {
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .map_err(|_| ConnError::Quic("bad bind address".into()))?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|_| ConnError::Quic("bad bind address".into()))?;
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(
             crate::quic::client_config_quic(pinned).map_err(|e| ConnError::Quic(e.to_string()))?,
@@ -265,9 +311,16 @@ pub async fn connect_quic(addr: SocketAddr, pinned: PublicKey) -> Result<ClientC
             .await
             .map_err(|e| ConnError::Quic(e.to_string()))?;
         let mut binding = [0u8; 32];
-        conn.export_keying_material(&mut binding, conclave_protocol::stage1::CHANNEL_BINDING_LABEL, b"")
-            .map_err(|_| ConnError::Quic("no channel binding".into()))?;
-        let (send, recv) = conn.open_bi().await.map_err(|e| ConnError::Quic(e.to_string()))?;
+        conn.export_keying_material(
+            &mut binding,
+            conclave_protocol::stage1::CHANNEL_BINDING_LABEL,
+            b"",
+        )
+        .map_err(|_| ConnError::Quic("no channel binding".into()))?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ConnError::Quic(e.to_string()))?;
         let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
         let incoming = spawn_stream(recv, send, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
         Ok(ClientConnection {
