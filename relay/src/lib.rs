@@ -21,10 +21,10 @@
 //! |---|---|
 //! | [`config`] | TOML file and flags, key files |
 //! | [`hub`] | sessions, members, routing and enforcement rules |
-//! | [`peer`] | the per-connection task: stage 1, create/join, forwarding |
+//! | `peer` | the per-connection task: stage 1, create/join, forwarding |
 //! | [`outbox`] | per-peer bounded queues: reliable with backpressure, lossy latest-wins |
 //! | [`delay`] | the doubling join delay per source and per session |
-//! | [`listen`] | QUIC, TLS and WebSocket accept loops |
+//! | `listen` | QUIC, TLS and WebSocket accept loops |
 //! | [`admin`] | `/healthz`, `/metrics`, `/availability` |
 //! | [`metrics`] | counters |
 //! | [`audit`] | the hash-chained audit log and its verification |
