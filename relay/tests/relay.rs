@@ -803,3 +803,88 @@ async fn dev_mode_starts_with_one_command() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+/// R12: a join the master reports as failed (wrong password) makes the
+/// relay hold back the next attempt from that source, with a wait to show.
+#[tokio::test]
+async fn r12_failed_password_join_reported_by_the_master_delays_the_next() {
+    let relay = relay().await;
+    let mut m = master(&relay, Transport::Tls, Some("pw-123456")).await;
+    let mut guess = participant(&relay, Transport::Tls, "Mallory", Some("wrong-guess"), 80).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        m.pump(30).await;
+        guess.pump(30).await;
+        if std::iter::from_fn(|| guess.engine.poll_event())
+            .any(|e| matches!(e, ParticipantEvent::JoinFailed(_)))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the wrong password was not refused"
+        );
+    }
+    m.pump(100).await;
+    let mut c = connect(&relay, Transport::Tls).await;
+    hello(&mut c, fixtures::participant_hello(&portal()))
+        .await
+        .unwrap();
+    send(
+        &c,
+        to_relay(
+            SessionId(0),
+            PeerId::RELAY,
+            &ToRelay::Join { session: SESSION },
+        ),
+    )
+    .await;
+    match recv_relay(&mut c).await {
+        Some(FromRelay::Refused(r)) => {
+            assert_eq!(r.code, RefusalCode::RetryLater);
+            assert!(
+                r.retry_after_ms > 0 && r.retry_after_ms <= 200,
+                "{}",
+                r.retry_after_ms
+            );
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+/// The admin listener reports health, Prometheus metrics and availability.
+#[tokio::test]
+async fn admin_listener_reports_health_metrics_and_availability() {
+    let relay = relay().await;
+    let mut m = master(&relay, Transport::Tls, None).await;
+    m.pump(50).await;
+    let admin = relay.admin.unwrap();
+    let health = http_get(admin, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let metrics = http_get(admin, "/metrics").await;
+    assert!(metrics.contains("conclave_relay_sessions 1"), "{metrics}");
+    assert!(metrics.contains("conclave_relay_peers 1"));
+    assert!(metrics.contains("conclave_relay_refusals_total{reason=\"license_revoked\"} 0"));
+    let avail = http_get(admin, "/availability").await;
+    let body = &avail[avail.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["sessions"], 1);
+    assert_eq!(v["accepting"], true);
+}
