@@ -21,6 +21,9 @@ use crate::hub::{policy_message, ClientInfo, Hub, Sends, Session};
 use crate::metrics::DropReason;
 use crate::outbox::{Offer, Outbox};
 
+/// Messages a client may send between Welcome and a session.
+const MAX_SETUP_MESSAGES: u32 = 8;
+
 /// Decrements the peer gauge when the connection ends.
 struct PeerGauge<'a>(&'a Hub);
 
@@ -184,8 +187,14 @@ pub(crate) async fn serve(
     );
     tracing::debug!(%addr, %transport, role = %admitted.role, "admitted");
 
-    // Create or join.
+    // Create or join. A master may retry a taken session ID a few times;
+    // anything beyond that within the handshake time is abuse.
+    let mut attempts = 0u32;
     let (session, peer) = loop {
+        attempts += 1;
+        if attempts > MAX_SETUP_MESSAGES {
+            return refuse(&hub, Refusal::new(RefusalCode::Malformed, "too many requests before joining a session"), &info, None);
+        }
         let frame = match next(&mut incoming, deadline, &stop, &outbox).await {
             Next::Frame(f) => f,
             _ => return outbox.close(),
