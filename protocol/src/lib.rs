@@ -49,6 +49,7 @@ pub mod sign;
 pub mod stage1;
 pub mod stage2;
 pub mod time;
+pub mod trailer;
 
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
