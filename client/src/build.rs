@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::Path;
 
 use conclave_protocol::artefact::Role;
-use conclave_protocol::trailer::{verify, BuildError, VerifiedBuild};
 use conclave_protocol::time::UnixTime;
+use conclave_protocol::trailer::{verify, BuildError, VerifiedBuild};
 
 /// The largest executable read.
 pub const MAX_EXECUTABLE: u64 = 512 * 1024 * 1024;
@@ -33,19 +33,27 @@ pub enum OwnBuildError {
 
 /// Reads and checks the build at `path` for an app of `role`.
 pub fn load_build(path: &Path, role: Role, now: UnixTime) -> Result<VerifiedBuild, OwnBuildError> {
-    let read = |source| OwnBuildError::Read { path: path.display().to_string(), source };
+    let read = |source| OwnBuildError::Read {
+        path: path.display().to_string(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(read)?;
     if file.metadata().map_err(read)?.len() > MAX_EXECUTABLE {
         return Err(OwnBuildError::TooLarge);
     }
     let mut bytes = Vec::new();
-    file.take(MAX_EXECUTABLE).read_to_end(&mut bytes).map_err(read)?;
+    file.take(MAX_EXECUTABLE)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
     Ok(verify(&bytes, role, now)?)
 }
 
 /// Reads and checks the running executable.
 pub fn load_own_build(role: Role, now: UnixTime) -> Result<VerifiedBuild, OwnBuildError> {
-    let path = std::env::current_exe().map_err(|source| OwnBuildError::Read { path: "(current executable)".into(), source })?;
+    let path = std::env::current_exe().map_err(|source| OwnBuildError::Read {
+        path: "(current executable)".into(),
+        source,
+    })?;
     load_build(&path, role, now)
 }
 
@@ -54,10 +62,19 @@ pub fn describe(build: &VerifiedBuild) -> String {
     let c = &build.config;
     let p = &c.profile;
     let mut out = String::new();
-    let _ = writeln!(out, "{} {} ({})", c.branding.product_name, c.version, c.role);
+    let _ = writeln!(
+        out,
+        "{} {} ({})",
+        c.branding.product_name, c.version, c.role
+    );
     let _ = writeln!(out, "organisation: {}", c.branding.organisation);
     let _ = writeln!(out, "support: {}", c.branding.support_url);
-    let _ = writeln!(out, "portal key: {} ({})", hex::encode(c.portal_key.0), c.portal_key.fingerprint());
+    let _ = writeln!(
+        out,
+        "portal key: {} ({})",
+        hex::encode(c.portal_key.0),
+        c.portal_key.fingerprint()
+    );
     let _ = writeln!(out, "executable sha256: {}", hex::encode(c.binary_sha256));
     let _ = writeln!(out, "relays:");
     for r in c.relays.iter() {
@@ -106,4 +123,24 @@ pub fn describe(build: &VerifiedBuild) -> String {
         );
     }
     out
+}
+
+/// What both apps do at start: check their own build (refusing to run, with
+/// exit code 3, when it fails) and, with `show_config`, print what it carries.
+pub fn start(
+    app: &str,
+    role: Role,
+    show_config: bool,
+) -> Result<VerifiedBuild, std::process::ExitCode> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let build = load_own_build(role, UnixTime(now)).map_err(|e| {
+        eprintln!("{app}: refusing to run: {e}");
+        std::process::ExitCode::from(3)
+    })?;
+    if show_config {
+        print!("{}", describe(&build));
+    }
+    Ok(build)
 }

@@ -17,20 +17,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let build = match conclave_client::build::load_own_build(Role::Master, conclave_protocol::time::UnixTime(now)) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("conclave-master: refusing to run: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    if cli.show_config {
-        print!("{}", conclave_client::build::describe(&build));
-    } else {
-        println!("{} {}: build verified. Run with --show-config to see what it carries.", build.config.branding.product_name, build.config.version);
+    match conclave_client::build::start("conclave-master", Role::Master, cli.show_config) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
-    ExitCode::SUCCESS
 }

@@ -81,7 +81,7 @@ pub struct Settings {
     /// Trusted portal public key, hex; repeat for several.
     #[arg(long = "portal-key")]
     pub portal_keys: Option<Vec<String>>,
-    /// Oldest client version accepted, e.g. 1.4.0.
+    /// Oldest client version accepted, e.g. 1.4.0 (default: none beyond the profiles').
     #[arg(long)]
     pub min_version: Option<String>,
     /// Revocation list source: a file path or an http(s) URL.
@@ -205,7 +205,8 @@ impl Settings {
         let min_version: Version = self
             .min_version
             .as_deref()
-            .unwrap_or("1.0.0")
+            // No minimum unless configured: policy profiles carry their own (R9).
+            .unwrap_or("0.0.0")
             .parse()
             .map_err(
                 |e: conclave_protocol::artefact::BadVersion| ConfigError::Value {

@@ -195,7 +195,7 @@ impl Hub {
         let delays = JoinDelays::new(limits.join_delay_base, limits.join_delay_max);
         Hub {
             name,
-            version: crate::VERSION,
+            version: crate::version(),
             limits,
             admission,
             revocations,

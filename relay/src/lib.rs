@@ -57,8 +57,12 @@ use crate::config::RelayConfig;
 use crate::hub::Hub;
 use crate::revocation::{RevocationSource, Revocations};
 
-/// This relay's version.
-pub const VERSION: Version = Version::new(1, 0, 0);
+/// This relay's version (the workspace's).
+pub fn version() -> Version {
+    env!("CARGO_PKG_VERSION")
+        .parse()
+        .unwrap_or(Version::new(0, 0, 0))
+}
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]

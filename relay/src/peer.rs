@@ -193,7 +193,15 @@ pub(crate) async fn serve(
     let (session, peer) = loop {
         attempts += 1;
         if attempts > MAX_SETUP_MESSAGES {
-            return refuse(&hub, Refusal::new(RefusalCode::Malformed, "too many requests before joining a session"), &info, None);
+            return refuse(
+                &hub,
+                Refusal::new(
+                    RefusalCode::Malformed,
+                    "too many requests before joining a session",
+                ),
+                &info,
+                None,
+            );
         }
         let frame = match next(&mut incoming, deadline, &stop, &outbox).await {
             Next::Frame(f) => f,
