@@ -18,7 +18,6 @@ use bytes::Bytes;
 use common::*;
 use conclave_protocol::artefact::{LicenseNumber, RevocationList, Role, Version};
 use conclave_protocol::bounded::BoundedVec;
-use conclave_protocol::codec::Message;
 use conclave_protocol::fixtures;
 use conclave_protocol::frame::{
     plain_frame, FrameClass, PeerId, RoutingHeader, SessionId, HEADER_LEN,
@@ -623,15 +622,10 @@ async fn r13_policy_drops_forbidden_frame_classes() {
     let deadline = tokio::time::Instant::now() + WAIT;
     while dropped.is_none() {
         assert!(tokio::time::Instant::now() < deadline);
-        let Ok(Some(Ok(f))) =
-            tokio::time::timeout(Duration::from_millis(100), a.conn.incoming.recv()).await
-        else {
-            continue;
-        };
-        let f = conclave_protocol::frame::FrameRef::parse(&f).unwrap();
-        if f.header.class == FrameClass::Relay {
-            if let Ok(FromRelay::Dropped { class, message }) = FromRelay::decode(f.payload) {
-                dropped = Some((class, message.to_string()));
+        a.pump(50).await;
+        while let Some(e) = a.engine.poll_event() {
+            if let ParticipantEvent::PolicyDropped { class, message } = e {
+                dropped = Some((class, message));
             }
         }
     }

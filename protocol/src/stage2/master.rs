@@ -52,6 +52,13 @@ pub enum MasterEvent {
     SessionCreated,
     /// The relay refused a request.
     Refused(Refusal),
+    /// The relay dropped frames of a class the session's policy forbids (R13).
+    PolicyDropped {
+        /// The class.
+        class: FrameClass,
+        /// The relay's explanation.
+        message: String,
+    },
     /// A participant passed key confirmation and waits to be admitted: show
     /// name, host and safety code.
     AdmissionRequested {
@@ -389,6 +396,12 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
         match msg {
             FromRelay::SessionCreated { .. } => self.events.push_back(MasterEvent::SessionCreated),
             FromRelay::Refused(r) => self.events.push_back(MasterEvent::Refused(r)),
+            FromRelay::Dropped { class, message } => {
+                self.events.push_back(MasterEvent::PolicyDropped {
+                    class,
+                    message: message.to_string(),
+                })
+            }
             FromRelay::PeerJoined { peer } if peer.is_participant() => {
                 self.pending.insert(peer, Pending::Request { since: now });
             }

@@ -24,6 +24,13 @@ use crate::time::{Millis, UnixTime};
 pub enum ParticipantEvent {
     /// The relay refused the join.
     Refused(Refusal),
+    /// The relay dropped frames of a class the session's policy forbids (R13).
+    PolicyDropped {
+        /// The class.
+        class: FrameClass,
+        /// The relay's explanation.
+        message: String,
+    },
     /// The master's announce verified: show who runs the session.
     Announced {
         /// The licensee.
@@ -360,6 +367,13 @@ impl ParticipantSession {
                     self.state = State::Over;
                 }
                 self.events.push_back(ParticipantEvent::Refused(r));
+                Ok(())
+            }
+            FromRelay::Dropped { class, message } => {
+                self.events.push_back(ParticipantEvent::PolicyDropped {
+                    class,
+                    message: message.to_string(),
+                });
                 Ok(())
             }
             FromRelay::PeerLeft {
