@@ -24,7 +24,7 @@
 #   FUZZ_ARGS                 extra libFuzzer arguments, e.g. "-jobs=2 -workers=2"
 set -euo pipefail
 
-all_targets=(frame messages artefacts stage1 master participant)
+all_targets=(frame messages artefacts stage1 master participant trailer)
 
 usage() {
   echo "usage: $0 SECONDS [TARGET...]" >&2
@@ -46,6 +46,7 @@ done
 max_len() {
   case $1 in
     frame | messages | artefacts | stage1) echo 4096 ;;
+    trailer) echo 8192 ;;
     master | participant) echo 70000 ;;
   esac
 }

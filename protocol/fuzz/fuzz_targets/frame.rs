@@ -2,10 +2,13 @@
 //!
 //! Never panics on any input; a frame that parses re-encodes to the same
 //! header bytes; an SFrame header round-trips through its minimal encoding;
-//! a frame that opens under the fixed key does not open a second time (replay).
+//! a frame that opens under the fixed key does not open a second time (replay);
+//! the stream decoder, fed the input in chunks whose sizes the input's first
+//! byte picks, yields frames that each parse, and never holds more than the
+//! input.
 #![no_main]
 
-use conclave_protocol::frame::{FrameRef, RoutingHeader, HEADER_LEN};
+use conclave_protocol::frame::{FrameDecoder, FrameRef, RoutingHeader, HEADER_LEN};
 use conclave_protocol::sframe::{
     FrameOpener, KeyScope, SealedFrame, SframeHeader, MAX_SFRAME_HEADER_LEN,
 };
@@ -13,6 +16,27 @@ use conclave_protocol_fuzz::frame_fixture::{BASE_KEY, EPOCH, SENDER};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if let Some((&chunk, stream)) = data.split_first() {
+        let mut decoder = FrameDecoder::new(1 << 16);
+        let mut seen = 0usize;
+        'feed: for piece in stream.chunks(usize::from(chunk).max(1)) {
+            decoder.push(piece);
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(f)) => {
+                        assert!(
+                            FrameRef::parse(&f).is_ok(),
+                            "decoder yielded an unparsable frame"
+                        );
+                        seen += f.len();
+                    }
+                    Ok(None) => break,
+                    Err(_) => break 'feed,
+                }
+            }
+            assert!(seen + decoder.pending() <= stream.len());
+        }
+    }
     if let Ok(h) = RoutingHeader::decode(data) {
         assert_eq!(
             h.encode()[..],

@@ -667,6 +667,32 @@ fn main() {
         &with_selector(5, &postcard::to_allocvec(&signed_revocations).unwrap()),
     );
 
+    // Branded builds, both roles, around a small stand-in executable.
+    let exe = b"\x7fELF stand-in executable".repeat(4);
+    for role in [Role::Participant, Role::Master] {
+        let is_master = role == Role::Master;
+        let mut cfg = fixtures::build(
+            &portal,
+            role,
+            fixtures::VERSION,
+            is_master.then(|| license.clone()),
+        )
+        .verify(&[portal.public_key()])
+        .unwrap();
+        cfg.binary_sha256 = conclave_protocol::trailer::binary_hash(&exe);
+        let t = conclave_protocol::trailer::BuildTrailer {
+            config: portal.sign(&cfg),
+            master_seed: is_master.then(|| *master_identity.to_seed()),
+        };
+        let file = conclave_protocol::trailer::brand(&exe, &t).unwrap();
+        assert!(conclave_protocol::trailer::verify(&file, role, fixtures::NOW).is_ok());
+        seeds.write(
+            "trailer",
+            if is_master { "master" } else { "participant" },
+            &file,
+        );
+    }
+
     eprintln!(
         "wrote {} seed files under {}",
         seeds.written,
