@@ -23,19 +23,36 @@ use conclave_protocol::trailer;
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
+/// A generic app executable from this workspace, built on first use: the
+/// apps are other packages, whose programs cargo does not build for this
+/// package's tests.
 fn app(name: &str) -> PathBuf {
-    // Workspace binaries sit next to the test's deps directory.
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    // This test runs from <target>/debug/deps; the programs sit in <target>/debug.
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .to_path_buf();
-    let p = deps.parent().unwrap().join(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run `cargo build -p {name}` (the README's test command builds it)",
-        p.display()
-    );
+    let profile_dir = deps.parent().unwrap().to_path_buf();
+    BUILT.call_once(|| {
+        let target = profile_dir.parent().unwrap();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "-p",
+                "conclave-master",
+                "-p",
+                "conclave-participant",
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build the apps");
+    });
+    let p = profile_dir.join(name);
+    assert!(p.exists(), "{} is missing after building it", p.display());
     p
 }
 
