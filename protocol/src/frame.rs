@@ -308,6 +308,21 @@ pub fn checked_payload_len(len: usize) -> Result<u32, FrameError> {
     }
 }
 
+/// The length of the frame at the start of a stream buffer, once its header
+/// is in: checked before any of the payload is buffered. `None` while fewer
+/// than [`HEADER_LEN`] bytes are there.
+pub fn frame_len(buffered: &[u8], max_payload: usize) -> Result<Option<usize>, FrameError> {
+    if buffered.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let header = RoutingHeader::decode(buffered)?;
+    let len = header.payload_len as usize;
+    if len > max_payload.min(MAX_PAYLOAD) {
+        return Err(FrameError::PayloadTooLarge(header.payload_len));
+    }
+    Ok(Some(HEADER_LEN + len))
+}
+
 /// Splits a byte stream (TLS over TCP, a QUIC stream) into frames: feed it
 /// what the transport read, take whole frames out. A header is checked as soon
 /// as its 24 bytes are in, so a frame over `max_payload` is refused before its
@@ -348,15 +363,9 @@ impl FrameDecoder {
     /// is not a Conclave frame stream (or exceeds the limit) and must be closed.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         let rest = self.buf.get(self.start..).unwrap_or_default();
-        if rest.len() < HEADER_LEN {
+        let Some(total) = frame_len(rest, self.max_payload)? else {
             return Ok(None);
-        }
-        let header = RoutingHeader::decode(rest)?;
-        let len = header.payload_len as usize;
-        if len > self.max_payload {
-            return Err(FrameError::PayloadTooLarge(header.payload_len));
-        }
-        let total = HEADER_LEN + len;
+        };
         match rest.get(..total) {
             Some(frame) => {
                 let frame = frame.to_vec();

@@ -77,8 +77,12 @@ pub(crate) async fn tcp(
             let max = ctx2.hub.limits.max_payload;
             let (tx, rx) = outbox();
             let incoming = if websocket {
-                let upgrade =
-                    tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
+                // Boxed: the upgrade's state is large, and TLS connections
+                // (the same task type) should not carry it while idle.
+                let upgrade = Box::pin(tokio_tungstenite::accept_async_with_config(
+                    stream,
+                    Some(websocket_config()),
+                ));
                 let Ok(Ok(ws)) = tokio::time::timeout(limit, upgrade).await else {
                     tracing::debug!(%addr, "WebSocket upgrade failed");
                     return;

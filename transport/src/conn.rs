@@ -1,7 +1,7 @@
 //! A connection as channels of frames, whatever carries it.
 //!
 //! Each connection has a reader task, which splits what arrives into frames
-//! (with [`FrameDecoder`] on TLS and QUIC streams, one frame per binary
+//! (by the length in each header on TLS and QUIC streams, one frame per binary
 //! message on WebSockets) and puts them in a bounded channel, and a writer
 //! task, which takes frames from a [`FrameSource`] and writes them. A full
 //! incoming channel stops the reader, so the transport's own flow control
@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use conclave_protocol::frame::{FrameDecoder, FrameError, FrameRef, MAX_FRAME};
+use bytes::{Bytes, BytesMut};
+use conclave_protocol::frame::{frame_len, FrameError, FrameRef, MAX_FRAME};
 use conclave_protocol::sign::PublicKey;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,8 +26,10 @@ use crate::tls::{channel_binding, client_config, server_name, TlsError};
 
 /// Frames buffered from the network before the reader waits.
 pub const INCOMING_FRAMES: usize = 64;
-/// Bytes read from a stream at a time.
-const READ_CHUNK: usize = 16 * 1024;
+/// Most bytes read from a stream at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Room made for a read when no frame is under way (an idle connection holds this).
+const IDLE_READ: usize = 512;
 
 /// Which transport carries a connection (R19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,26 +107,30 @@ where
 {
     let (tx, rx) = mpsc::channel(INCOMING_FRAMES);
     tokio::spawn(async move {
-        let mut decoder = FrameDecoder::new(max_payload);
-        let mut buf = vec![0u8; READ_CHUNK];
+        // Frames are read straight into one buffer and handed out as shared
+        // slices of it: no copy, and no buffer of any size held while idle
+        // beyond IDLE_READ bytes.
+        let mut buf = BytesMut::new();
         loop {
-            loop {
-                match decoder.next_frame() {
-                    Ok(Some(f)) => {
-                        if tx.send(Ok(Bytes::from(f))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
+            let want = match frame_len(&buf, max_payload) {
+                Ok(Some(total)) if buf.len() >= total => {
+                    let frame = buf.split_to(total).freeze();
+                    if tx.send(Ok(frame)).await.is_err() {
                         return;
                     }
+                    continue;
                 }
-            }
-            match reader.read(&mut buf).await {
+                Ok(Some(total)) => total - buf.len(),
+                Ok(None) => IDLE_READ,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            buf.reserve(want.min(READ_CHUNK));
+            match reader.read_buf(&mut buf).await {
                 Ok(0) => return,
-                Ok(n) => decoder.push(buf.get(..n).unwrap_or_default()),
+                Ok(_) => {}
                 Err(e) => {
                     let _ = tx.send(Err(e.into())).await;
                     return;
