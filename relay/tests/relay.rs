@@ -270,48 +270,13 @@ async fn r8_revoked_license_is_refused_after_refresh() {
 #[tokio::test]
 async fn r12_unknown_session_ids_double_the_wait() {
     let relay = relay().await;
-    let p = portal();
     let mut waits = Vec::new();
     for _ in 0..4 {
-        let mut c = connect(&relay, Transport::Tls).await;
-        hello(&mut c, fixtures::participant_hello(&p))
-            .await
-            .unwrap();
-        send(
-            &c,
-            to_relay(
-                SessionId(0),
-                PeerId::RELAY,
-                &ToRelay::Join {
-                    session: SessionId(55_555),
-                },
-            ),
-        )
-        .await;
-        let Some(FromRelay::Refused(r)) = recv_relay(&mut c).await else {
-            panic!()
-        };
+        let r = join_refused(&relay, SessionId(55_555)).await;
         assert_eq!(r.code, RefusalCode::SessionNotFound);
         waits.push(r.retry_after_ms);
         // Trying again at once is refused without counting as a guess.
-        let mut c = connect(&relay, Transport::Tls).await;
-        hello(&mut c, fixtures::participant_hello(&p))
-            .await
-            .unwrap();
-        send(
-            &c,
-            to_relay(
-                SessionId(0),
-                PeerId::RELAY,
-                &ToRelay::Join {
-                    session: SessionId(55_556),
-                },
-            ),
-        )
-        .await;
-        let Some(FromRelay::Refused(r)) = recv_relay(&mut c).await else {
-            panic!()
-        };
+        let r = join_refused(&relay, SessionId(55_556)).await;
         assert_eq!(r.code, RefusalCode::RetryLater);
         assert!(r.message.contains("wait"));
         tokio::time::sleep(Duration::from_millis(r.retry_after_ms + 20)).await;
@@ -377,42 +342,18 @@ async fn r11_r26_session_refusals() {
     // Full: the relay allows one participant.
     let mut a = participant(&relay, Transport::Tls, "A", Some("pw-123456"), 20).await;
     settle(&mut m, &mut [&mut a]).await;
-    let mut c = connect(&relay, Transport::Tls).await;
-    hello(&mut c, fixtures::participant_hello(&p))
-        .await
-        .unwrap();
-    send(
-        &c,
-        to_relay(
-            SessionId(0),
-            PeerId::RELAY,
-            &ToRelay::Join { session: SESSION },
-        ),
-    )
-    .await;
-    assert!(
-        matches!(recv_relay(&mut c).await, Some(FromRelay::Refused(r)) if r.code == RefusalCode::SessionFull)
+    assert_eq!(
+        join_refused(&relay, SESSION).await.code,
+        RefusalCode::SessionFull
     );
 
     // Locked (R26).
     m.engine.set_locked(true);
     m.flush().await;
     m.pump(50).await;
-    let mut c = connect(&relay, Transport::Tls).await;
-    hello(&mut c, fixtures::participant_hello(&p))
-        .await
-        .unwrap();
-    send(
-        &c,
-        to_relay(
-            SessionId(0),
-            PeerId::RELAY,
-            &ToRelay::Join { session: SESSION },
-        ),
-    )
-    .await;
-    assert!(
-        matches!(recv_relay(&mut c).await, Some(FromRelay::Refused(r)) if r.code == RefusalCode::SessionLocked)
+    assert_eq!(
+        join_refused(&relay, SESSION).await.code,
+        RefusalCode::SessionLocked
     );
 }
 
@@ -820,20 +761,7 @@ async fn r12_failed_password_join_reported_by_the_master_delays_the_next() {
         );
     }
     m.pump(100).await;
-    let mut c = connect(&relay, Transport::Tls).await;
-    hello(&mut c, fixtures::participant_hello(&portal()))
-        .await
-        .unwrap();
-    send(
-        &c,
-        to_relay(
-            SessionId(0),
-            PeerId::RELAY,
-            &ToRelay::Join { session: SESSION },
-        ),
-    )
-    .await;
-    match recv_relay(&mut c).await {
+    match join_answer(&relay, SESSION).await {
         Some(FromRelay::Refused(r)) => {
             assert_eq!(r.code, RefusalCode::RetryLater);
             assert!(

@@ -117,16 +117,68 @@ pub async fn hello(c: &mut ClientConnection, h: Hello) -> Result<(), Refusal> {
 
 pub const SESSION: SessionId = SessionId(314_159);
 
-/// A master engine on its own connection, after Hello.
-pub struct MasterClient {
-    pub conn: ClientConnection,
-    pub engine: MasterSession<ChaCha20Rng>,
+/// What the tests drive over a connection: either stage-2 engine.
+pub trait Engine {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]);
+    fn handle_timeout(&mut self, now: Millis);
 }
 
-/// A participant engine on its own connection, after Hello.
-pub struct ParticipantClient {
+impl Engine for MasterSession<ChaCha20Rng> {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        MasterSession::poll_transmit(self)
+    }
+    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) {
+        let _ = MasterSession::handle_frame(self, now, frame);
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        MasterSession::handle_timeout(self, now);
+    }
+}
+
+impl Engine for ParticipantSession {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        ParticipantSession::poll_transmit(self)
+    }
+    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) {
+        let _ = ParticipantSession::handle_frame(self, now, frame);
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        ParticipantSession::handle_timeout(self, now);
+    }
+}
+
+/// An engine on its own connection, after Hello.
+pub struct Client<E> {
     pub conn: ClientConnection,
-    pub engine: ParticipantSession,
+    pub engine: E,
+}
+
+/// A master engine on its own connection.
+pub type MasterClient = Client<MasterSession<ChaCha20Rng>>;
+/// A participant engine on its own connection.
+pub type ParticipantClient = Client<ParticipantSession>;
+
+impl<E: Engine> Client<E> {
+    /// Sends everything the engine queued.
+    pub async fn flush(&mut self) {
+        while let Some(f) = self.engine.poll_transmit() {
+            send(&self.conn, Bytes::from(f)).await;
+        }
+    }
+
+    /// Handles whatever arrives within `ms`, then the timers.
+    pub async fn pump(&mut self, ms: u64) {
+        let until = tokio::time::Instant::now() + Duration::from_millis(ms);
+        while let Ok(Some(Ok(f))) = tokio::time::timeout_at(until, self.conn.incoming.recv()).await
+        {
+            let mut f = f.to_vec();
+            self.engine.handle_frame(now(), &mut f);
+            self.flush().await;
+        }
+        self.engine.handle_timeout(now());
+        self.flush().await;
+    }
 }
 
 pub fn now() -> Millis {
@@ -190,47 +242,6 @@ pub async fn participant(
     p
 }
 
-impl MasterClient {
-    pub async fn flush(&mut self) {
-        while let Some(f) = self.engine.poll_transmit() {
-            send(&self.conn, Bytes::from(f)).await;
-        }
-    }
-
-    /// Handles whatever arrives within `ms`.
-    pub async fn pump(&mut self, ms: u64) {
-        let until = tokio::time::Instant::now() + Duration::from_millis(ms);
-        while let Ok(Some(Ok(f))) = tokio::time::timeout_at(until, self.conn.incoming.recv()).await
-        {
-            let mut f = f.to_vec();
-            let _ = self.engine.handle_frame(now(), &mut f);
-            self.flush().await;
-        }
-        self.engine.handle_timeout(now());
-        self.flush().await;
-    }
-}
-
-impl ParticipantClient {
-    pub async fn flush(&mut self) {
-        while let Some(f) = self.engine.poll_transmit() {
-            send(&self.conn, Bytes::from(f)).await;
-        }
-    }
-
-    pub async fn pump(&mut self, ms: u64) {
-        let until = tokio::time::Instant::now() + Duration::from_millis(ms);
-        while let Ok(Some(Ok(f))) = tokio::time::timeout_at(until, self.conn.incoming.recv()).await
-        {
-            let mut f = f.to_vec();
-            let _ = self.engine.handle_frame(now(), &mut f);
-            self.flush().await;
-        }
-        self.engine.handle_timeout(now());
-        self.flush().await;
-    }
-}
-
 /// Runs master and participants until every participant is a member.
 pub async fn settle(m: &mut MasterClient, ps: &mut [&mut ParticipantClient]) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -248,4 +259,26 @@ pub async fn settle(m: &mut MasterClient, ps: &mut [&mut ParticipantClient]) {
 
 pub fn addr_of(a: Option<SocketAddr>) -> SocketAddr {
     a.unwrap()
+}
+
+/// A new participant connection's answer to joining `session`.
+pub async fn join_answer(relay: &Relay, session: SessionId) -> Option<FromRelay> {
+    let mut c = connect(relay, Transport::Tls).await;
+    hello(&mut c, fixtures::participant_hello(&portal()))
+        .await
+        .unwrap();
+    send(
+        &c,
+        to_relay(SessionId(0), PeerId::RELAY, &ToRelay::Join { session }),
+    )
+    .await;
+    recv_relay(&mut c).await
+}
+
+/// A join of `session` that the relay must refuse; the refusal.
+pub async fn join_refused(relay: &Relay, session: SessionId) -> Refusal {
+    match join_answer(relay, session).await {
+        Some(FromRelay::Refused(r)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
