@@ -132,13 +132,11 @@ pub fn start(
     role: Role,
     show_config: bool,
 ) -> Result<VerifiedBuild, std::process::ExitCode> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let build = load_own_build(role, UnixTime(now)).map_err(|e| {
-        eprintln!("{app}: refusing to run: {e}");
-        std::process::ExitCode::from(3)
-    })?;
+    let build =
+        load_own_build(role, UnixTime::from_system(std::time::SystemTime::now())).map_err(|e| {
+            eprintln!("{app}: refusing to run: {e}");
+            std::process::ExitCode::from(3)
+        })?;
     if show_config {
         print!("{}", describe(&build));
     }

@@ -69,11 +69,7 @@ pub struct Portal {
 
 /// Wall-clock time now.
 pub fn now() -> UnixTime {
-    UnixTime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
+    UnixTime::from_system(std::time::SystemTime::now())
 }
 
 fn bounded<const N: usize>(what: &str, s: &str) -> Result<BoundedString<N>, PortalError> {

@@ -6,6 +6,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UnixTime(pub u64);
 
+impl UnixTime {
+    /// Converts a wall-clock reading the caller took (this crate reads no
+    /// clock); times before 1970 count as 0.
+    pub fn from_system(t: std::time::SystemTime) -> UnixTime {
+        UnixTime(
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    }
+}
+
 /// Monotonic time in milliseconds from an arbitrary origin, for timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Millis(pub u64);

@@ -629,9 +629,5 @@ pub fn policy_message(class: FrameClass) -> &'static str {
 
 /// Wall-clock time now.
 pub fn now_unix() -> UnixTime {
-    UnixTime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
+    UnixTime::from_system(std::time::SystemTime::now())
 }

@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use conclave_protocol::artefact::{LicenseNumber, RevocationList};
 use conclave_protocol::codec::{DecodeError, Message};
@@ -296,7 +296,7 @@ impl Revocations {
                 let result = tokio::select! {
                     biased;
                     () = cancel.cancelled() => break,
-                    result = this.refresh(&source, unix_now()) => result,
+                    result = this.refresh(&source, crate::hub::now_unix()) => result,
                 };
                 match result {
                     Ok(Outcome::Updated { serial }) => {
@@ -364,14 +364,6 @@ impl Revocations {
             Err(error) => health.last_error = Some(error.to_string()),
         }
     }
-}
-
-fn unix_now() -> UnixTime {
-    UnixTime(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
 }
 
 async fn fetch(source: &RevocationSource) -> Result<Vec<u8>, RevocationError> {

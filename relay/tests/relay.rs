@@ -81,19 +81,7 @@ async fn r19_transports_mix_in_one_session() {
     let mut m = master(&relay, Transport::Quic, None).await;
     let mut a = participant(&relay, Transport::Tls, "A", None, 11).await;
     let mut b = participant(&relay, Transport::WebSocket, "B", None, 12).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !(a.engine.is_member() && b.engine.is_member()) {
-        assert!(tokio::time::Instant::now() < deadline);
-        m.pump(20).await;
-        while let Some(e) = m.engine.poll_event() {
-            if let MasterEvent::AdmissionRequested { peer, .. } = e {
-                m.engine.admit(peer, now()).unwrap();
-            }
-        }
-        m.flush().await;
-        a.pump(20).await;
-        b.pump(20).await;
-    }
+    settle(&mut m, &mut [&mut a, &mut b]).await;
 }
 
 /// R6: a client refuses a relay that does not hold the pinned key.
@@ -460,19 +448,7 @@ async fn stalled_receiver_does_not_slow_a_healthy_one() {
     let mut m = master(&relay, Transport::Tls, None).await;
     let mut healthy = participant(&relay, Transport::Tls, "H", None, 30).await;
     let mut stalled = participant(&relay, Transport::Tls, "S", None, 31).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !(healthy.engine.is_member() && stalled.engine.is_member()) {
-        assert!(tokio::time::Instant::now() < deadline);
-        m.pump(20).await;
-        while let Some(e) = m.engine.poll_event() {
-            if let MasterEvent::AdmissionRequested { peer, .. } = e {
-                m.engine.admit(peer, now()).unwrap();
-            }
-        }
-        m.flush().await;
-        healthy.pump(20).await;
-        stalled.pump(20).await;
-    }
+    settle(&mut m, &mut [&mut healthy, &mut stalled]).await;
     m.pump(1200).await; // the batched rekey
     healthy.pump(100).await;
     stalled.pump(100).await;

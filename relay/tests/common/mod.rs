@@ -19,7 +19,7 @@ use conclave_protocol::fixtures;
 use conclave_protocol::frame::{plain_frame, FrameClass, FrameRef, PeerId, SessionId};
 use conclave_protocol::sign::SigningIdentity;
 use conclave_protocol::stage1::{FromRelay, Hello, Refusal, ToRelay};
-use conclave_protocol::stage2::{MasterSession, ParticipantSession};
+use conclave_protocol::stage2::{MasterEvent, MasterSession, ParticipantSession};
 use conclave_protocol::time::Millis;
 use conclave_relay::config::Settings;
 use conclave_relay::Relay;
@@ -242,7 +242,8 @@ pub async fn participant(
     p
 }
 
-/// Runs master and participants until every participant is a member.
+/// Runs master and participants until every participant is a member,
+/// admitting whoever asks (sessions without a password need it).
 pub async fn settle(m: &mut MasterClient, ps: &mut [&mut ParticipantClient]) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !ps.iter().all(|p| p.engine.is_member()) {
@@ -251,6 +252,12 @@ pub async fn settle(m: &mut MasterClient, ps: &mut [&mut ParticipantClient]) {
             "participants were not admitted in time"
         );
         m.pump(20).await;
+        while let Some(e) = m.engine.poll_event() {
+            if let MasterEvent::AdmissionRequested { peer, .. } = e {
+                m.engine.admit(peer, now()).unwrap();
+            }
+        }
+        m.flush().await;
         for p in ps.iter_mut() {
             p.pump(20).await;
         }
