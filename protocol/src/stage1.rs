@@ -84,6 +84,15 @@ pub enum ToRelay {
         /// The ID the participant typed.
         session: SessionId,
     },
+    /// (Participant) return to a session under the ID it had, after the
+    /// relay that carried it was lost (R18). The relay cannot check the claim;
+    /// the end-to-end keys do (see [`crate::stage2`], failover).
+    Rejoin {
+        /// The session.
+        session: SessionId,
+        /// The participant's ID in it.
+        peer: PeerId,
+    },
     /// (Master) a participant failed key confirmation: count it against its source (R12).
     JoinFailed {
         /// The participant.
@@ -149,6 +158,11 @@ pub enum FromRelay {
     },
     /// (Master) a participant arrived and waits for stage 2.
     PeerJoined {
+        /// Its ID.
+        peer: PeerId,
+    },
+    /// (Master) a participant came back under its earlier ID (failover).
+    PeerRejoined {
         /// Its ID.
         peer: PeerId,
     },

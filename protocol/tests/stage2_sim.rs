@@ -1,7 +1,8 @@
 //! Stage 2 end to end through the simulated relay: honest sessions, and a
 //! hostile relay in every mode (tamper, replay, reorder, drop, inject,
 //! substitute keys in the announce or a join, replay an old roster or key
-//! wrap, forge a rights change). Requirements R6, R7, R11, R12, R26.
+//! wrap, forge a rights change), and failover to a new relay. Requirements R6,
+//! R7, R11, R12, R18, R26.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +15,7 @@ mod sim;
 use conclave_protocol::codec::Message;
 use conclave_protocol::frame::{plain_frame, FrameClass, FrameRef, PeerId, HEADER_LEN};
 use conclave_protocol::sframe::SframeError;
-use conclave_protocol::stage1::{FromRelay, SessionKind};
+use conclave_protocol::stage1::{FromRelay, SessionKind, ToRelay};
 use conclave_protocol::stage2::{
     Announce, Handshake, MasterEvent, ParticipantEvent, Rights, Stage2Error, LIVENESS_TIMEOUT_MS,
 };
@@ -694,4 +695,64 @@ fn r6_participants_refuse_the_removed_member_under_the_old_epoch() {
         sim.participants[1].errors.last(),
         Some(Stage2Error::UnknownPeer(_))
     ));
+}
+
+/// R18: when the relay is lost, master and members resume through a new one
+/// under the same IDs; a fresh epoch starts and chat flows both ways, with no
+/// new admission and no new join.
+#[test]
+fn r18_failover_keeps_members_and_starts_a_fresh_epoch() {
+    let mut sim = Sim::new(SessionKind::Meeting, Some(PASSWORD));
+    sim.join("Kim", Some(PASSWORD));
+    sim.join("Lou", Some(PASSWORD));
+    sim.run_until(300, |s| s.is_member(0) && s.is_member(1));
+    sim.run(150);
+    let epoch = sim.master.epoch();
+    let peers = (sim.peer_of(0), sim.peer_of(1));
+    let admissions = sim.master_events.len();
+    sim.fail_over();
+    sim.run_until(300, |s| s.master.epoch() > epoch);
+    sim.run(150);
+    assert_eq!((sim.peer_of(0), sim.peer_of(1)), peers);
+    assert!(sim.master_events[admissions..]
+        .iter()
+        .all(|e| !matches!(e, MasterEvent::AdmissionRequested { .. })));
+    for i in 0..2 {
+        assert!(sim.is_member(i));
+        assert_eq!(
+            sim.participants[i].engine.epoch(),
+            Some(sim.master.epoch()),
+            "participant {i} holds the fresh epoch"
+        );
+    }
+    sim.master.send_chat("still here").unwrap();
+    sim.participants[1].engine.send_chat("me too").unwrap();
+    sim.run(5);
+    assert_eq!(sim.chats(0), ["still here", "me too"]);
+    assert_eq!(sim.master_chats(), ["me too"]);
+}
+
+/// R18: a rejoin claim for an ID that is not a member is thrown out by the master.
+#[test]
+fn r18_rejoin_claim_for_a_stranger_is_removed() {
+    let mut sim = Sim::new(SessionKind::Meeting, Some(PASSWORD));
+    sim.join("Max", Some(PASSWORD));
+    sim.run_until(300, |s| s.is_member(0));
+    let mut f = plain_frame(
+        FrameClass::Relay,
+        SESSION,
+        PeerId::RELAY,
+        PeerId::MASTER,
+        &FromRelay::PeerRejoined { peer: PeerId(77) }.encode(),
+    )
+    .unwrap();
+    sim.master.handle_frame(sim.now, &mut f).unwrap();
+    let mut removed = false;
+    while let Some(f) = sim.master.poll_transmit() {
+        let f = FrameRef::parse(&f).unwrap();
+        if f.header.class == FrameClass::Relay {
+            removed |= ToRelay::decode(f.payload).unwrap() == ToRelay::Remove { peer: PeerId(77) };
+        }
+    }
+    assert!(removed);
 }

@@ -396,6 +396,37 @@ impl Hub {
         outbox: Outbox,
         ip: IpAddr,
     ) -> Result<(Arc<Session>, PeerId, Sends), Refusal> {
+        self.enter(session, None, outbox, ip)
+    }
+
+    /// Takes a participant back under the ID it had, after the relay that
+    /// carried the session was lost (R18): like [`Hub::join`], with the same
+    /// delays and limits, but past the lock, since the master admitted it
+    /// before. The claim cannot be checked here; the master removes an ID
+    /// that is not its member, and a stranger holds no keys.
+    pub fn rejoin(
+        &self,
+        session: SessionId,
+        peer: PeerId,
+        outbox: Outbox,
+        ip: IpAddr,
+    ) -> Result<(Arc<Session>, PeerId, Sends), Refusal> {
+        if !peer.is_participant() {
+            return Err(Refusal::new(
+                RefusalCode::Malformed,
+                "a rejoin must name a participant ID",
+            ));
+        }
+        self.enter(session, Some(peer), outbox, ip)
+    }
+
+    fn enter(
+        &self,
+        session: SessionId,
+        claim: Option<PeerId>,
+        outbox: Outbox,
+        ip: IpAddr,
+    ) -> Result<(Arc<Session>, PeerId, Sends), Refusal> {
         if let Some(wait) = self.join_wait(ip, session) {
             let mut r = Refusal::new(
                 RefusalCode::RetryLater,
@@ -419,7 +450,9 @@ impl Hub {
         };
         let mut st = lock(&s.state);
         let participants = st.peers.len().saturating_sub(1);
-        if st.locked || (s.kind == SessionKind::Support && s.policy.autolock && participants >= 1) {
+        let locked =
+            st.locked || (s.kind == SessionKind::Support && s.policy.autolock && participants >= 1);
+        if locked && claim.is_none() {
             return Err(Refusal::new(
                 RefusalCode::SessionLocked,
                 "the session is locked: ask the moderator to unlock it",
@@ -432,9 +465,19 @@ impl Hub {
                 format!("the session has its maximum of {max} participants"),
             ));
         }
-        let peer = PeerId(st.next_peer);
-        st.next_peer = st
-            .next_peer
+        let peer = match claim {
+            Some(peer) if st.peers.contains_key(&peer) => {
+                return Err(Refusal::new(
+                    RefusalCode::Malformed,
+                    format!("{peer} is already in the session"),
+                ))
+            }
+            Some(peer) => peer,
+            None => PeerId(st.next_peer),
+        };
+        st.next_peer = peer
+            .0
+            .max(st.next_peer.saturating_sub(1))
             .checked_add(1)
             .filter(|n| *n != PeerId::BROADCAST.0)
             .ok_or_else(|| {
@@ -463,9 +506,13 @@ impl Hub {
             ),
         )];
         if let Some(m) = st.peers.get(&PeerId::MASTER) {
+            let notice = match claim {
+                Some(_) => FromRelay::PeerRejoined { peer },
+                None => FromRelay::PeerJoined { peer },
+            };
             sends.push((
                 m.outbox.clone(),
-                relay_frame(session, PeerId::MASTER, &FromRelay::PeerJoined { peer }),
+                relay_frame(session, PeerId::MASTER, &notice),
             ));
         }
         drop(st);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use conclave_protocol::artefact::Role;
 use conclave_protocol::bounded::BoundedString;
 use conclave_protocol::codec::Message;
 use conclave_protocol::frame::{
@@ -207,7 +208,7 @@ pub(crate) async fn serve(
             Next::Frame(f) => f,
             _ => return outbox.close(),
         };
-        match relay_message(&frame) {
+        let (session, claim) = match relay_message(&frame) {
             Ok((_, ToRelay::Ping { nonce })) => {
                 let _ = outbox.offer(
                     FrameClass::Relay,
@@ -220,6 +221,7 @@ pub(crate) async fn serve(
                         },
                     ),
                 );
+                continue;
             }
             Ok((
                 _,
@@ -253,26 +255,15 @@ pub(crate) async fn serve(
                             FrameClass::Relay,
                             reply(session, PeerId::RELAY, &FromRelay::Refused(r)),
                         );
+                        continue;
                     }
                 }
             }
-            Ok((_, ToRelay::Join { session }))
-                if admitted.role == conclave_protocol::artefact::Role::Participant =>
-            {
-                match hub.join(session, outbox.clone(), ip) {
-                    Ok((s, peer, sends)) => {
-                        deliver(&hub, sends).await;
-                        hub.audit(
-                            AuditEvent::Joined,
-                            &info,
-                            Some(session),
-                            hub.members(&s).saturating_sub(1) as u32,
-                            "",
-                        );
-                        break (s, peer);
-                    }
-                    Err(r) => return refuse(&hub, r, &info, Some(session)),
-                }
+            Ok((_, ToRelay::Join { session })) if admitted.role == Role::Participant => {
+                (session, None)
+            }
+            Ok((_, ToRelay::Rejoin { session, peer })) if admitted.role == Role::Participant => {
+                (session, Some(peer))
             }
             Ok(_) => {
                 return refuse(
@@ -286,6 +277,29 @@ pub(crate) async fn serve(
                 )
             }
             Err(r) => return refuse(&hub, r, &info, None),
+        };
+        let entered = match claim {
+            Some(peer) => hub.rejoin(session, peer, outbox.clone(), ip),
+            None => hub.join(session, outbox.clone(), ip),
+        };
+        match entered {
+            Ok((s, peer, sends)) => {
+                deliver(&hub, sends).await;
+                let note = if claim.is_some() {
+                    "rejoined after a relay failover"
+                } else {
+                    ""
+                };
+                hub.audit(
+                    AuditEvent::Joined,
+                    &info,
+                    Some(session),
+                    hub.members(&s).saturating_sub(1) as u32,
+                    note,
+                );
+                break (s, peer);
+            }
+            Err(r) => return refuse(&hub, r, &info, Some(session)),
         }
     };
 

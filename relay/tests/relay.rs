@@ -786,3 +786,83 @@ async fn admin_listener_reports_health_metrics_and_availability() {
     assert_eq!(v["sessions"], 1);
     assert_eq!(v["accepting"], true);
 }
+
+/// R18: a session moves to a second relay when its relay is lost. The master
+/// opens it again with the same announce and lock; the participant rejoins
+/// under its ID past the lock, a fresh epoch starts, chat flows, and a new
+/// join is still refused by the lock. A rejoin claiming a taken ID is refused.
+#[tokio::test]
+async fn r18_session_moves_to_another_relay() {
+    let first = relay().await;
+    let second = relay().await;
+    let mut m = master(&first, Transport::Tls, Some("pw-123456")).await;
+    let mut p = participant(&first, Transport::Quic, "Nia", Some("pw-123456"), 30).await;
+    settle(&mut m, &mut [&mut p]).await;
+    m.engine.set_locked(true);
+    m.flush().await;
+    m.pump(50).await;
+    let (peer, epoch) = (p.engine.peer(), m.engine.epoch());
+    drop(first);
+
+    m.conn = connect(&second, Transport::Tls).await;
+    let cb = m.conn.channel_binding;
+    hello(
+        &mut m.conn,
+        fixtures::master_hello(&portal(), &fixtures::identity(2), &cb),
+    )
+    .await
+    .unwrap();
+    m.engine.resume(now());
+    m.flush().await;
+    m.pump(50).await;
+    p.conn = connect(&second, Transport::Quic).await;
+    hello(&mut p.conn, fixtures::participant_hello(&portal()))
+        .await
+        .unwrap();
+    p.engine.resume(now()).unwrap();
+    p.flush().await;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.engine.epoch() <= Some(epoch) {
+        assert!(tokio::time::Instant::now() < deadline, "no fresh epoch");
+        m.pump(20).await;
+        p.pump(20).await;
+    }
+    assert_eq!(p.engine.peer(), peer);
+    assert_eq!(p.engine.session_code(), Some(m.engine.session_code()));
+    m.engine.send_chat("on the second relay").unwrap();
+    m.flush().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        p.pump(20).await;
+        if std::iter::from_fn(|| p.engine.poll_event()).any(
+            |e| matches!(e, ParticipantEvent::Chat { ref text, .. } if text == "on the second relay"),
+        ) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "chat lost");
+    }
+    assert_eq!(
+        join_refused(&second, SESSION).await.code,
+        RefusalCode::SessionLocked
+    );
+    let mut c = connect(&second, Transport::Tls).await;
+    hello(&mut c, fixtures::participant_hello(&portal()))
+        .await
+        .unwrap();
+    send(
+        &c,
+        to_relay(
+            SessionId(0),
+            PeerId::RELAY,
+            &ToRelay::Rejoin {
+                session: SESSION,
+                peer,
+            },
+        ),
+    )
+    .await;
+    assert!(
+        matches!(recv_relay(&mut c).await, Some(FromRelay::Refused(r)) if r.code == RefusalCode::Malformed)
+    );
+}

@@ -405,6 +405,17 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             FromRelay::PeerJoined { peer } if peer.is_participant() => {
                 self.pending.insert(peer, Pending::Request { since: now });
             }
+            FromRelay::PeerRejoined { peer } => {
+                if let Some(m) = self.members.get_mut(&peer) {
+                    m.last_heard = now;
+                    // The member holds the current keys; a fresh epoch (batched
+                    // with the others coming back) closes the failover.
+                    self.schedule_rekey(now);
+                } else {
+                    // Not a member of ours: a stale or forged claim.
+                    self.send_relay(&ToRelay::Remove { peer });
+                }
+            }
             FromRelay::PeerLeft { peer, reason } => {
                 if let Some(Pending::Confirm { .. }) = self.pending.remove(&peer) {
                     self.fail_join(peer, Stage2Error::Confirmation);
@@ -593,14 +604,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                 if self.autolock && self.kind == SessionKind::Support && !self.locked {
                     self.set_locked(true);
                 }
-                let due = self
-                    .last_rekey
-                    .map_or(now, |t| t.plus(JOIN_BATCH_MS))
-                    .max(now);
-                self.rekey_at = Some(self.rekey_at.map_or(due, |t| t.min(due)));
-                if due <= now {
-                    self.rekey(now);
-                }
+                self.schedule_rekey(now);
                 Ok(())
             }
             Some(other) => {
@@ -612,6 +616,40 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
             None => Err(Stage2Error::Command(format!(
                 "{peer} is not waiting for admission"
             ))),
+        }
+    }
+
+    /// A new epoch now, or with the batch after the last one ([`JOIN_BATCH_MS`]).
+    fn schedule_rekey(&mut self, now: Millis) {
+        let due = self
+            .last_rekey
+            .map_or(now, |t| t.plus(JOIN_BATCH_MS))
+            .max(now);
+        self.rekey_at = Some(self.rekey_at.map_or(due, |t| t.min(due)));
+        if due <= now {
+            self.rekey(now);
+        }
+    }
+
+    /// Moves the session to a new relay after the old one was lost (R18):
+    /// queues `CreateSession` with the same signed announce and the lock
+    /// state for the new relay. Members come back with
+    /// [`ToRelay::Rejoin`]; each return starts a fresh epoch (batched), and a
+    /// member that does not return is removed by the liveness timeout. Joins
+    /// that were under way are dropped: those participants join again.
+    pub fn resume(&mut self, now: Millis) {
+        for m in self.members.values_mut() {
+            m.last_heard = now;
+        }
+        self.pending.clear();
+        self.outbox.clear();
+        self.send_relay(&ToRelay::CreateSession {
+            session: self.ctx.session,
+            kind: self.kind,
+            announce: self.announce.clone(),
+        });
+        if self.locked {
+            self.send_relay(&ToRelay::SetLock { locked: true });
         }
     }
 

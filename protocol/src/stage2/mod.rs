@@ -42,6 +42,11 @@
 //!   [`HEARTBEAT_MS`]; a member silent for [`LIVENESS_TIMEOUT_MS`] is removed,
 //!   and a participant that hears nothing from the master for as long reports
 //!   the master lost.
+//! - **Failover** (R18): when the relay is lost, [`MasterSession::resume`]
+//!   opens the session again on the next relay with the same announce, and
+//!   each member's [`ParticipantSession::resume`] rejoins under its ID with
+//!   its pairwise keys; the master starts a fresh epoch for those who return
+//!   and removes claims for IDs that are not its members.
 //!
 //! The engines [`MasterSession`] and [`ParticipantSession`] are sans-IO: feed
 //! them frames, relay messages, commands and the time; take frames to send,

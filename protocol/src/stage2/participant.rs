@@ -308,6 +308,13 @@ impl ParticipantSession {
 
     fn handle_relay(&mut self, msg: FromRelay) -> Result<(), Stage2Error> {
         match msg {
+            FromRelay::Joined { session, peer, .. } if matches!(self.state, State::Member) => {
+                // Back at a new relay after failover, under the same ID.
+                if session != self.session || peer != self.peer {
+                    return Err(Stage2Error::Unexpected("Joined under another ID"));
+                }
+                Ok(())
+            }
             FromRelay::Joined {
                 session,
                 peer,
@@ -630,6 +637,25 @@ impl ParticipantSession {
         let mut buf = SealBuf::from_plaintext(data);
         pw.sealer.seal(class, session, PeerId::MASTER, &mut buf)?;
         self.outbox.push_back(buf.frame().to_vec());
+        Ok(())
+    }
+
+    /// Returns to the session through a new relay after the old one was lost
+    /// (R18): queues [`ToRelay::Rejoin`] under this participant's ID. Only a
+    /// member can; one still joining must join again.
+    pub fn resume(&mut self, now: Millis) -> Result<(), Stage2Error> {
+        if !matches!(self.state, State::Member) {
+            return Err(Stage2Error::Command(
+                "only an admitted participant can resume; join again".into(),
+            ));
+        }
+        self.outbox.clear();
+        self.last_from_master = now;
+        let rejoin = ToRelay::Rejoin {
+            session: self.session,
+            peer: self.peer,
+        };
+        self.plain_to(FrameClass::Relay, PeerId::RELAY, &rejoin.encode());
         Ok(())
     }
 

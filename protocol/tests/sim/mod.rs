@@ -352,6 +352,35 @@ impl Sim {
                     },
                 ]
             }
+            ToRelay::Rejoin { session, peer } => {
+                let Some(s) = self.session.as_mut() else {
+                    return vec![];
+                };
+                if s.id != session || s.peers.contains_key(&peer) {
+                    return vec![];
+                }
+                s.peers.insert(peer, from);
+                s.next_peer = s.next_peer.max(peer.0 + 1);
+                let announce = s.announce.clone();
+                self.conn_peer.insert(from, peer);
+                vec![
+                    Delivery {
+                        to: from,
+                        frame: self.relay_frame(
+                            peer,
+                            &FromRelay::Joined {
+                                session,
+                                peer,
+                                announce,
+                            },
+                        ),
+                    },
+                    Delivery {
+                        to: 0,
+                        frame: self.relay_frame(PeerId::MASTER, &FromRelay::PeerRejoined { peer }),
+                    },
+                ]
+            }
             ToRelay::JoinFailed { peer } if from == 0 => {
                 if let Some(c) = self.conn_of(peer) {
                     *self.join_failures.entry(c).or_default() += 1;
@@ -414,6 +443,18 @@ impl Sim {
             frame: self.relay_frame(peer, &FromRelay::PeerLeft { peer, reason }),
         });
         out
+    }
+
+    /// The relay dies and a fresh one takes over: everything the relay held
+    /// is gone, and every client resumes through the new one (R18).
+    pub fn fail_over(&mut self) {
+        self.session = None;
+        self.held.clear();
+        self.conn_peer.retain(|c, _| *c == 0);
+        self.master.resume(self.now);
+        for p in &mut self.participants {
+            let _ = p.engine.resume(self.now);
+        }
     }
 
     /// Cuts a participant off without telling anyone (its frames vanish).
