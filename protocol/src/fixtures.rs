@@ -86,7 +86,21 @@ pub fn license_valid_until(
     })
 }
 
-/// A build config for `role`, signed by `portal`.
+/// A relay on loopback holding `key`, at the default ports.
+pub fn relay_entry(key: &SigningIdentity) -> RelayEntry {
+    RelayEntry {
+        name: s("local"),
+        host: s("127.0.0.1"),
+        quic_port: 5000,
+        tls_port: 5443,
+        websocket_port: 5080,
+        public_key: key.public_key(),
+        region: s("lab"),
+        priority: 0,
+    }
+}
+
+/// A build config for `role`, signed by `portal`, with one loopback relay.
 pub fn build(
     portal: &SigningIdentity,
     role: Role,
@@ -97,17 +111,7 @@ pub fn build(
         role,
         version,
         binary_sha256: [0x42; 32],
-        relays: BoundedVec::new(vec![RelayEntry {
-            name: s("local"),
-            host: s("127.0.0.1"),
-            quic_port: 5000,
-            tls_port: 5443,
-            websocket_port: 5080,
-            public_key: identity(77).public_key(),
-            region: s("lab"),
-            priority: 0,
-        }])
-        .unwrap_or_default(),
+        relays: BoundedVec::new(vec![relay_entry(&identity(77))]).unwrap_or_default(),
         profile: profile(),
         branding: Branding {
             product_name: s("Acme Support"),

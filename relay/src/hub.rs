@@ -175,6 +175,8 @@ pub struct Hub {
     /// Counters for /metrics.
     pub metrics: Metrics,
     accepting: AtomicBool,
+    /// Woken whenever a session opens, for rejoins waiting for their master.
+    opened: tokio::sync::Notify,
 }
 
 impl core::fmt::Debug for Hub {
@@ -204,6 +206,7 @@ impl Hub {
             delays: Mutex::new(delays),
             metrics: Metrics::default(),
             accepting: AtomicBool::new(true),
+            opened: tokio::sync::Notify::new(),
         }
     }
 
@@ -372,6 +375,8 @@ impl Hub {
         self.metrics
             .sessions
             .store(sessions.len() as u64, Ordering::Relaxed);
+        drop(sessions);
+        self.opened.notify_waiters();
         Ok(s)
     }
 
@@ -397,6 +402,23 @@ impl Hub {
         ip: IpAddr,
     ) -> Result<(Arc<Session>, PeerId, Sends), Refusal> {
         self.enter(session, None, outbox, ip)
+    }
+
+    /// Waits up to `limit` for `session` to open; whether it is open. After a
+    /// failover, members may reach the new relay before their master does.
+    pub async fn wait_for_session(&self, session: SessionId, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let opened = self.opened.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            if lock(&self.sessions).contains_key(&session) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, opened).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Takes a participant back under the ID it had, after the relay that

@@ -124,7 +124,7 @@ pub(crate) async fn quic(ctx: Ctx, endpoint: quinn::Endpoint) {
             continue;
         }
         let ctx2 = ctx.clone();
-        ctx.tracker.spawn(async move {
+        let fut = async move {
             let addr: SocketAddr = incoming.remote_address();
             let limit = ctx2.hub.limits.handshake_timeout;
             let Ok(Ok(conn)) = tokio::time::timeout(limit, async { incoming.await }).await else {
@@ -147,7 +147,7 @@ pub(crate) async fn quic(ctx: Ctx, endpoint: quinn::Endpoint) {
             };
             let (tx, rx) = outbox();
             let incoming = spawn_stream(recv, send, rx, ctx2.hub.limits.max_payload);
-            serve(
+            let fut = serve(
                 ctx2.hub,
                 incoming,
                 tx,
@@ -155,13 +155,16 @@ pub(crate) async fn quic(ctx: Ctx, endpoint: quinn::Endpoint) {
                 addr,
                 Transport::Quic,
                 ctx2.connections,
-            )
-            .await;
+            );
+            eprintln!("SCRATCH serve future {}", std::mem::size_of_val(&fut));
+            fut.await;
             // Closing a QUIC connection discards what is still unsent: give the
             // writer a moment to finish the stream, and the peer to close first.
             let _ = tokio::time::timeout(QUIC_LINGER, conn.closed()).await;
             conn.close(0u32.into(), b"bye");
-        });
+        };
+        eprintln!("SCRATCH quic conn future {}", std::mem::size_of_val(&fut));
+        ctx.tracker.spawn(fut);
     }
     endpoint.close(0u32.into(), b"shutting down");
 }

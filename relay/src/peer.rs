@@ -25,6 +25,11 @@ use crate::outbox::{Offer, Outbox};
 /// Messages a client may send between Welcome and a session.
 const MAX_SETUP_MESSAGES: u32 = 8;
 
+/// How long a rejoin waits for its session to open on this relay (R18):
+/// after a failover, members may arrive before their master. Only then does
+/// an unknown session count as a failed join.
+const REJOIN_WAIT: Duration = Duration::from_secs(3);
+
 /// Decrements the peer gauge when the connection ends.
 struct PeerGauge<'a>(&'a Hub);
 
@@ -279,7 +284,11 @@ pub(crate) async fn serve(
             Err(r) => return refuse(&hub, r, &info, None),
         };
         let entered = match claim {
-            Some(peer) => hub.rejoin(session, peer, outbox.clone(), ip),
+            Some(peer) => {
+                // Not yet there is no failure while the master may be on its way.
+                hub.wait_for_session(session, REJOIN_WAIT).await;
+                hub.rejoin(session, peer, outbox.clone(), ip)
+            }
             None => hub.join(session, outbox.clone(), ip),
         };
         match entered {

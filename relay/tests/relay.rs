@@ -790,7 +790,8 @@ async fn admin_listener_reports_health_metrics_and_availability() {
 /// R18: a session moves to a second relay when its relay is lost. The master
 /// opens it again with the same announce and lock; the participant rejoins
 /// under its ID past the lock, a fresh epoch starts, chat flows, and a new
-/// join is still refused by the lock. A rejoin claiming a taken ID is refused.
+/// join is still refused by the lock. A rejoin that arrives before the master
+/// waits for it; one claiming a taken ID is refused.
 #[tokio::test]
 async fn r18_session_moves_to_another_relay() {
     let first = relay().await;
@@ -804,6 +805,14 @@ async fn r18_session_moves_to_another_relay() {
     let (peer, epoch) = (p.engine.peer(), m.engine.epoch());
     drop(first);
 
+    // The participant gets there first; its rejoin waits for the master.
+    p.conn = connect(&second, Transport::Quic).await;
+    hello(&mut p.conn, fixtures::participant_hello(&portal()))
+        .await
+        .unwrap();
+    p.engine.resume(now()).unwrap();
+    p.flush().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     m.conn = connect(&second, Transport::Tls).await;
     let cb = m.conn.channel_binding;
     hello(
@@ -814,13 +823,6 @@ async fn r18_session_moves_to_another_relay() {
     .unwrap();
     m.engine.resume(now());
     m.flush().await;
-    m.pump(50).await;
-    p.conn = connect(&second, Transport::Quic).await;
-    hello(&mut p.conn, fixtures::participant_hello(&portal()))
-        .await
-        .unwrap();
-    p.engine.resume(now()).unwrap();
-    p.flush().await;
 
     let deadline = tokio::time::Instant::now() + WAIT;
     while p.engine.epoch() <= Some(epoch) {
