@@ -6,7 +6,7 @@
 //! Locks are `std::sync::Mutex`es held only for map updates, never across an
 //! `.await`: callers take the outboxes they need out of the lock and send after.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -123,7 +123,15 @@ struct SessionState {
     peers: BTreeMap<PeerId, Member>,
     next_peer: u32,
     locked: bool,
+    /// Addresses of the last participants to leave, so that a failed join
+    /// the master reports after the joiner hung up still counts (R12): a
+    /// client that sees its password fail and disconnects at once must not
+    /// escape the wait.
+    departed: VecDeque<(PeerId, IpAddr)>,
 }
+
+/// How many departed participants' addresses a session keeps.
+const DEPARTED_KEPT: usize = 64;
 
 /// A session as the relay holds it.
 pub struct Session {
@@ -369,6 +377,7 @@ impl Hub {
                 peers,
                 next_peer: PeerId::FIRST_PARTICIPANT.0,
                 locked: false,
+                departed: VecDeque::new(),
             }),
         });
         sessions.insert(session, s.clone());
@@ -587,6 +596,10 @@ impl Hub {
                 .sessions
                 .store(sessions.len() as u64, Ordering::Relaxed);
         } else {
+            if st.departed.len() == DEPARTED_KEPT {
+                st.departed.pop_front();
+            }
+            st.departed.push_back((peer, member.ip));
             if reason == LeaveReason::Removed {
                 member.outbox.offer(
                     FrameClass::Relay,
@@ -610,7 +623,16 @@ impl Hub {
 
     /// The master reports that `peer` failed key confirmation (R12).
     pub fn report_failure(&self, session: &Session, peer: PeerId) {
-        let ip = lock(&session.state).peers.get(&peer).map(|m| m.ip);
+        let ip = {
+            let st = lock(&session.state);
+            st.peers.get(&peer).map(|m| m.ip).or_else(|| {
+                st.departed
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == peer)
+                    .map(|(_, ip)| *ip)
+            })
+        };
         if let Some(ip) = ip {
             let wait = self.join_failed(ip, Some(session.id));
             tracing::info!(session = %session.id, %ip, wait_secs = wait.as_secs(), "failed join reported by the master");
