@@ -75,6 +75,10 @@ pub enum MasterEvent {
     Admitted {
         /// Its ID.
         peer: PeerId,
+        /// Its name.
+        name: String,
+        /// Its host.
+        host: String,
         /// Whether it proved the password.
         password_verified: bool,
     },
@@ -584,6 +588,12 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                     ));
                 }
                 let keys = outcome.keys;
+                self.events.push_back(MasterEvent::Admitted {
+                    peer,
+                    name: name.to_string(),
+                    host: host.to_string(),
+                    password_verified: outcome.password_verified,
+                });
                 self.members.insert(
                     peer,
                     Member {
@@ -597,10 +607,6 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
                         last_heard: now,
                     },
                 );
-                self.events.push_back(MasterEvent::Admitted {
-                    peer,
-                    password_verified: outcome.password_verified,
-                });
                 if self.autolock && self.kind == SessionKind::Support && !self.locked {
                     self.set_locked(true);
                 }

@@ -53,8 +53,8 @@ pub enum ParticipantEvent {
         epoch: u32,
         /// The code every member shows now.
         session_code: SafetyCode,
-        /// Members as the signed roster lists them (ID, name).
-        members: Vec<(PeerId, String)>,
+        /// Members as the signed roster lists them (ID, name, rights).
+        members: Vec<(PeerId, String, Rights)>,
         /// Whether the session is locked.
         locked: bool,
     },
@@ -512,7 +512,7 @@ impl ParticipantSession {
             members: roster
                 .members
                 .iter()
-                .map(|m| (m.peer, m.name.to_string()))
+                .map(|m| (m.peer, m.name.to_string(), m.rights))
                 .collect(),
             locked: roster.locked,
         });
