@@ -125,17 +125,17 @@ pub fn describe(build: &VerifiedBuild) -> String {
     out
 }
 
+/// Exit code of an app whose own build fails its check.
+pub const EXIT_BAD_BUILD: u8 = 3;
+
 /// What both apps do at start: check their own build (refusing to run, with
-/// exit code 3, when it fails) and, with `show_config`, print what it carries.
-pub fn start(
-    app: &str,
-    role: Role,
-    show_config: bool,
-) -> Result<VerifiedBuild, std::process::ExitCode> {
+/// [`EXIT_BAD_BUILD`], when it fails) and, with `show_config`, print what it
+/// carries. `Err` holds the exit code.
+pub fn start(app: &str, role: Role, show_config: bool) -> Result<VerifiedBuild, u8> {
     let build =
         load_own_build(role, UnixTime::from_system(std::time::SystemTime::now())).map_err(|e| {
             eprintln!("{app}: refusing to run: {e}");
-            std::process::ExitCode::from(3)
+            EXIT_BAD_BUILD
         })?;
     if show_config {
         print!("{}", describe(&build));

@@ -1,10 +1,26 @@
 //! # conclave-client
 //!
-//! What the master and participant apps share. So far:
+//! What the master and participant apps share: their own build, the way to
+//! a relay, and the session runtime over the protocol's engines.
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | [`build`] | reading and checking the app's own branded build at start (R10), and describing it |
+//! | [`connect`] | QUIC → TLS/TCP → WebSocket with bounded attempts (R19), stage 1, measuring relays (R18) |
+//! | [`relays`] | the session's relay and failover order from its ID (R18); drawing IDs and passwords (R11) |
+//! | [`session`] | the runtime: relay liveness, failover, tamper abort, the engines behind one task |
+//! | [`events`] | the typed events and commands both apps are thin over (JSON lines, R27) |
+//! | [`cli`] | the headless command line: events out as text or JSON lines, commands in |
+//!
+//! Dependencies beyond the protocol and transport crates: `tokio` and
+//! `futures-util` (already in the tree for the transports), `serde` for the
+//! events' JSON, `sha2` for the relay order, `rand_core`'s `OsRng` for IDs,
+//! passwords and the engines.
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod cli;
+pub mod connect;
+pub mod events;
+pub mod relays;
+pub mod session;

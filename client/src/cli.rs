@@ -1,0 +1,230 @@
+//! The headless command line both apps share: events out (text for people,
+//! or JSON lines for scripts), commands in (one per line on standard input).
+//!
+//! Standard input reaching its end does not end the session, so an app
+//! started with no input keeps running; Ctrl-C or SIGTERM leaves (a
+//! participant) or ends (the master) the session cleanly. Nothing is written
+//! anywhere but standard output and standard error (R14).
+
+use std::io::Write;
+use tokio::io::AsyncBufReadExt;
+
+use crate::events::{parse_command, Command, Event};
+use crate::session::Running;
+
+/// How events are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Sentences for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Exit code when the session was aborted because traffic was tampered with.
+pub const EXIT_TAMPERED: u8 = 4;
+/// Exit code when the session could not start or was refused.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Logs go to standard error only; `RUST_LOG` sets the level (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs `app` on a runtime with two worker threads (plenty for one session)
+/// and exits the process with the code it returns. The runtime is never
+/// dropped: that would wait for the thread blocked reading standard input.
+pub fn run_and_exit(app: impl std::future::Future<Output = u8>) -> ! {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            std::process::exit(i32::from(EXIT_FAILED));
+        }
+    };
+    let code = runtime.block_on(app);
+    std::process::exit(i32::from(code))
+}
+
+/// One event as a line of text.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::Connected { relay, transport } => format!("connected to relay {relay} over {transport}"),
+        Event::SessionOpened { session, kind } => {
+            format!("{kind} session {session} is open: give participants this ID")
+        }
+        Event::Announced {
+            licensee,
+            moderator,
+            kind,
+        } => format!("{kind} session of {moderator} ({licensee}), verified"),
+        Event::JoinCode { safety_code } => format!(
+            "safety code {safety_code}: the moderator must see the same code"
+        ),
+        Event::AdmissionRequested {
+            peer,
+            name,
+            host,
+            safety_code,
+        } => format!(
+            "participant {peer} \"{name}\" on {host} asks to join, safety code {safety_code}: type \"admit {peer}\" or \"deny {peer}\""
+        ),
+        Event::Admitted {
+            peer,
+            name,
+            host,
+            password_verified,
+        } => format!(
+            "participant {peer} \"{name}\"{} admitted{}",
+            if host.is_empty() { String::new() } else { format!(" on {host}") },
+            if *password_verified { " (password verified)" } else { "" }
+        ),
+        Event::JoinFailed { peer, reason } => match peer {
+            Some(p) => format!("join of participant {p} failed: {reason}"),
+            None => format!("joining failed: {reason}"),
+        },
+        Event::Left { peer, name, reason } => format!("participant {peer} \"{name}\" is gone ({reason})"),
+        Event::Epoch {
+            epoch,
+            session_code,
+            locked,
+            members,
+        } => {
+            let list: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    if m.rights.is_empty() {
+                        format!("{} {}", m.peer, m.name)
+                    } else {
+                        format!("{} {} [{}]", m.peer, m.name, m.rights.join(","))
+                    }
+                })
+                .collect();
+            format!(
+                "new key (epoch {epoch}), session code {session_code}{}; members: {}",
+                if *locked { ", locked" } else { "" },
+                list.join("; ")
+            )
+        }
+        Event::Rights { peer, rights } => format!(
+            "rights of participant {peer}: {}",
+            if rights.is_empty() { "none".to_string() } else { rights.join(", ") }
+        ),
+        Event::Locked { locked } => {
+            if *locked {
+                "session locked: nobody else can join".into()
+            } else {
+                "session unlocked".into()
+            }
+        }
+        Event::Chat { from, name, text } => format!("<{name} ({from})> {text}"),
+        Event::PolicyDropped { class, message } => format!("the relay dropped {class} frames: {message}"),
+        Event::Refused { message, .. } => format!("refused: {message}"),
+        Event::RelayLost { relay, reason } => format!("lost relay {relay} ({reason}); moving to the next relay"),
+        Event::Resumed {
+            relay,
+            transport,
+            gap_ms,
+        } => format!("the session continues on relay {relay} over {transport} after {gap_ms} ms"),
+        Event::Warning { message } => format!("WARNING: {message}"),
+        Event::Error { message } => format!("error: {message}"),
+        Event::Ended { reason } => format!("session over: {reason}"),
+    }
+}
+
+fn print(output: Output, event: &Event) {
+    let line = match output {
+        Output::Text => describe(event),
+        Output::Json => serde_json::to_string(event).unwrap_or_default(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Prints one line that is not an event (e.g. the password the master drew),
+/// as text or as a JSON object with the given `event` name and field.
+pub fn print_extra(output: Output, event: &str, field: &str, value: &str, text: &str) {
+    let line = match output {
+        Output::Text => text.to_string(),
+        Output::Json => serde_json::json!({ "event": event, field: value }).to_string(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs a session to its end: prints events, passes commands from standard
+/// input, and leaves on Ctrl-C or SIGTERM. Returns the exit code: 0 when a
+/// session that started ended, [`EXIT_FAILED`] when it never started,
+/// [`EXIT_TAMPERED`] when it was aborted for tampering. The caller should
+/// exit the process with it at once (standard input is read on a thread
+/// that a pending read would keep alive).
+pub async fn drive(mut running: Running, output: Output) -> u8 {
+    let handle = running.handle.clone();
+    let stdin = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_command(&line) {
+                Ok(command) => {
+                    if !handle.send(command).await {
+                        break;
+                    }
+                }
+                Err(message) => print(output, &Event::Error { message }),
+            }
+        }
+    });
+    let handle = running.handle.clone();
+    let signals = tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        handle.send(Command::Leave).await;
+    });
+    let mut tampered = false;
+    let mut started = false;
+    let mut code = EXIT_FAILED;
+    while let Some(event) = running.events.recv().await {
+        print(output, &event);
+        match &event {
+            Event::Warning { .. } => tampered = true,
+            Event::SessionOpened { .. } | Event::Admitted { .. } => started = true,
+            Event::Ended { .. } => {
+                code = if tampered {
+                    EXIT_TAMPERED
+                } else if started {
+                    0
+                } else {
+                    EXIT_FAILED
+                };
+                break;
+            }
+            _ => {}
+        }
+    }
+    stdin.abort();
+    signals.abort();
+    code
+}
