@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`programs`] | the four programs, built once per test run |
 //! | [`Portal`] | a portal on a fresh SQLite file: relays, profiles, licenses, builds |
-//! | [`Relay`] | a relay process with its own key and loopback ports; killed on drop |
+//! | [`Relay`] | a relay process with its own key and loopback ports, or the hostile relay (`src/bin/hostile-relay.rs`); killed on drop |
 //! | [`App`] | a running app: its events, its input, its exit |
 //! | [`Sandbox`] | empty home, temporary and working directories, checked for residue (R14) |
 //! | [`memory_contains`] | searches a live process's memory (the relay never saw the password) |
@@ -43,6 +43,8 @@ pub struct Programs {
     pub relay: PathBuf,
     /// `conclave-portal`.
     pub portal: PathBuf,
+    /// `hostile-relay`, this package's relay gone bad.
+    pub hostile_relay: PathBuf,
 }
 
 /// Builds the programs once (debug profile, this test's target directory)
@@ -75,6 +77,7 @@ pub fn programs() -> &'static Programs {
         Programs {
             relay: profile_dir.join("conclave-relay"),
             portal: profile_dir.join("conclave-portal"),
+            hostile_relay: profile_dir.join("hostile-relay"),
         }
     })
 }
@@ -308,12 +311,39 @@ impl Relay {
             spec: spec.clone(),
             child,
         };
+        relay.wait_listening();
+        relay
+    }
+
+    /// Starts the hostile relay (TLS only) with `spec`'s key and TLS port, in
+    /// `mode` (`tamper`, `replay` or `inject`).
+    pub fn start_hostile(spec: &RelaySpec, mode: &str) -> Relay {
+        let child = Command::new(&programs().hostile_relay)
+            .arg("--key-file")
+            .arg(&spec.key_file)
+            .args(["--tls", &format!("127.0.0.1:{}", spec.tls)])
+            .args(["--mode", mode])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting hostile-relay: {e}"));
+        let relay = Relay {
+            spec: spec.clone(),
+            child,
+        };
+        relay.wait_listening();
+        relay
+    }
+
+    fn wait_listening(&self) {
         let until = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", spec.tls)).is_err() {
-            assert!(Instant::now() < until, "relay {} did not start", spec.name);
+        while TcpStream::connect(("127.0.0.1", self.spec.tls)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "relay {} did not start",
+                self.spec.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        relay
     }
 
     /// The process ID.
@@ -586,6 +616,8 @@ pub struct LabOptions<'a> {
     /// Point every relay's QUIC port in the list at a socket that drops
     /// everything, as a network that blocks UDP does.
     pub block_udp: bool,
+    /// Run the hostile relay in this mode instead of real relays (one, TLS only).
+    pub hostile: Option<&'a str>,
 }
 
 impl Lab {
@@ -603,6 +635,11 @@ impl Lab {
         let mut relays = Vec::new();
         for i in 0..o.relays.max(1) {
             let spec = RelaySpec::new(&format!("relay-{}", i + 1), &portal.path(""));
+            if let Some(mode) = o.hostile {
+                portal.add_relay(&spec, Some(0));
+                relays.push(Relay::start_hostile(&spec, mode));
+                break;
+            }
             portal.add_relay(&spec, hole_port);
             relays.push(Relay::start(&spec, &portal.key, o.relay_flags));
         }

@@ -325,3 +325,42 @@ fn r8_r9_revoked_license_and_old_version_are_refused_with_the_reason() {
     let err = p.stderr_text();
     assert!(err.contains("9.0.0"), "{err}");
 }
+
+/// R6, R7: a relay that turns hostile (tampers with, replays or injects
+/// frames) is noticed by the participant at once: a clear warning, the
+/// session aborted (exit code 4), and nothing of the attack accepted — a
+/// tampered chat line never shows, a replayed one shows once.
+#[test]
+fn r6_hostile_relay_tampering_replay_and_injection_abort_the_session() {
+    for mode in ["tamper", "replay", "inject"] {
+        let lab = Lab::new(LabOptions {
+            relays: 1,
+            profile: &["password_required=true"],
+            hostile: Some(mode),
+            ..LabOptions::default()
+        });
+        let s = Sandbox::new();
+        let (mut m, session, password) = open(&lab, &s, &["--meeting", "--name", "Host"], &[]);
+        let mut p = lab.participant(&s, "Jo", &session, &["--password", &password]);
+        epoch_with(&mut p, &["Host", "Jo"]);
+        m.send("chat the first line");
+        let warning = p.expect("warning");
+        assert!(
+            text(&warning, "message").contains("altered, replayed or forged"),
+            "{mode}: {warning}"
+        );
+        let ended = p.expect("ended");
+        assert!(
+            text(&ended, "reason").contains("tampered"),
+            "{mode}: {ended}"
+        );
+        assert_eq!(p.wait().code(), Some(4), "{mode}");
+        let shown = p
+            .seen
+            .iter()
+            .filter(|v| v["event"] == "chat" && v["text"] == "the first line")
+            .count();
+        let expected = usize::from(mode != "tamper");
+        assert_eq!(shown, expected, "{mode}: the chat line shown {shown} times");
+    }
+}
