@@ -214,13 +214,17 @@ async fn next_relay_message(conn: &mut ClientConnection) -> Result<FromRelay, St
 }
 
 /// Connects to `relay` and passes stage 1 with the app's own build; a master
-/// proves its license key over the channel binding.
+/// proves its license key over the channel binding. `early` frames (a Join,
+/// a Rejoin, a CreateSession) go right behind the Hello without waiting for
+/// the Welcome, which saves a round trip: the relay handles them in order,
+/// and drops them with the connection if it refuses the Hello.
 pub async fn open(
     relay: &RelayEntry,
     build: &VerifiedBuild,
     who: &Who,
     attempts: &Attempts,
     prefer: Option<Transport>,
+    early: &[Bytes],
 ) -> Result<RelayLink, ConnectError> {
     let mut conn = connect_relay(relay, attempts, prefer).await?;
     let closed = |reason: String| ConnectError::Closed {
@@ -240,10 +244,12 @@ pub async fn open(
         host: who.host.clone(),
     };
     let frame = relay_frame(SessionId(0), PeerId::RELAY, &ToRelay::Hello(hello));
-    conn.outgoing
-        .send(frame)
-        .await
-        .map_err(|_| closed("connection closed".into()))?;
+    for f in std::iter::once(frame).chain(early.iter().cloned()) {
+        conn.outgoing
+            .send(f)
+            .await
+            .map_err(|_| closed("connection closed".into()))?;
+    }
     let answer = tokio::time::timeout(attempts.hello, next_relay_message(&mut conn))
         .await
         .map_err(|_| closed(format!("no answer to Hello within {:?}", attempts.hello)))?
@@ -331,7 +337,7 @@ pub async fn measure(
     attempts: &Attempts,
 ) -> (Option<(usize, RelayLink, Measurement)>, Vec<ConnectError>) {
     let tries = relays.iter().enumerate().map(|(i, r)| async move {
-        let mut link = open(r, build, who, attempts, None).await?;
+        let mut link = open(r, build, who, attempts, None, &[]).await?;
         let m = tokio::time::timeout(attempts.hello, ping(&mut link, 3))
             .await
             .map_err(|_| "no answer to pings".to_string())

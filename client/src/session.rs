@@ -715,6 +715,12 @@ impl<D: Driver> Runtime<D> {
         self.link.conn.close();
         self.driver.can_resume()?;
         let prefer = Some(self.link.conn.transport);
+        // The reopening (CreateSession or Rejoin) goes right behind the Hello.
+        let now = self.now();
+        self.driver.resume(now);
+        let early: Vec<Bytes> = std::iter::from_fn(|| self.driver.poll_transmit())
+            .map(Bytes::from)
+            .collect();
         let give_up = Instant::now() + FAILOVER_BUDGET;
         let n = self.order.len();
         let mut failures = Vec::new();
@@ -725,14 +731,12 @@ impl<D: Driver> Runtime<D> {
                     continue;
                 };
                 let c = &self.credentials;
-                match open(relay, &c.build, &c.who, &c.attempts, prefer).await {
+                match open(relay, &c.build, &c.who, &c.attempts, prefer, &early).await {
                     Ok(link) => {
                         self.link = link;
                         self.at = i;
                         self.last_heard = Instant::now();
                         self.away_since = Some(away);
-                        let now = self.now();
-                        self.driver.resume(now);
                         self.emit(Event::Connected {
                             relay: self.link.relay.name.to_string(),
                             transport: self.link.conn.transport.to_string(),
@@ -910,10 +914,24 @@ pub async fn join(build: VerifiedBuild, options: JoinOptions) -> Result<Running,
         .into_iter()
         .filter_map(|i| relays.get(i).cloned())
         .collect();
+    let mut engine = ParticipantSession::join(
+        options.session,
+        options.password.as_ref().map(|p| p.as_str()),
+        bounded(&options.name),
+        options.who.host.clone(),
+        vec![build.config.portal_key],
+        &mut OsRng,
+        Millis(0),
+        UnixTime::from_system(SystemTime::now()),
+    );
+    // The Join goes right behind the Hello, to whichever relay answers.
+    let early: Vec<Bytes> = std::iter::from_fn(|| engine.poll_transmit())
+        .map(Bytes::from)
+        .collect();
     let mut failures = Vec::new();
     let mut found = None;
     for (i, relay) in order.iter().enumerate() {
-        match open(relay, &build, &options.who, &options.attempts, None).await {
+        match open(relay, &build, &options.who, &options.attempts, None, &early).await {
             Ok(link) => {
                 found = Some((i, link));
                 break;
@@ -924,16 +942,6 @@ pub async fn join(build: VerifiedBuild, options: JoinOptions) -> Result<Running,
     let Some((at, link)) = found else {
         return Err(StartError::NoRelayReachable(failures));
     };
-    let engine = ParticipantSession::join(
-        options.session,
-        options.password.as_ref().map(|p| p.as_str()),
-        bounded(&options.name),
-        options.who.host.clone(),
-        vec![build.config.portal_key],
-        &mut OsRng,
-        Millis(0),
-        UnixTime::from_system(SystemTime::now()),
-    );
     let driver = ParticipantDriver {
         engine,
         session: options.session,
