@@ -68,7 +68,7 @@ pub fn describe(event: &Event) -> String {
             kind,
         } => format!("{kind} session of {moderator} ({licensee}), verified"),
         Event::JoinCode { safety_code } => format!(
-            "safety code {safety_code}: the moderator must see the same code"
+            "safety code of this join: {safety_code} (a moderator who admits you by hand sees the same)"
         ),
         Event::AdmissionRequested {
             peer,

@@ -349,6 +349,8 @@ impl Driver for MasterDriver {
                         reason: reason_name(reason),
                     });
                 }
+                // The master alone in its first epoch is nothing to show.
+                MasterEvent::EpochChanged { .. } if !self.opened => {}
                 MasterEvent::EpochChanged {
                     epoch,
                     session_code,
