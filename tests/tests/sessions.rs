@@ -11,6 +11,7 @@
 )]
 
 use conclave_tests::{memory_contains, text, App, Lab, LabOptions, Sandbox, Value};
+use serde_json::json;
 
 fn lab(profile: &[&str]) -> Lab {
     Lab::new(LabOptions {
@@ -97,7 +98,7 @@ fn r2_r3_r14_support_session_chats_and_leaves_nothing_behind() {
 }
 
 /// R2, R6, R26, R27: a meeting with three participants: everyone sees the
-/// list and the chat; a removal changes the key and ends the removed one's
+/// list and the chat; rights are granted and taken back; a removal changes the key and ends the removed one's
 /// session; a locked meeting refuses a newcomer, an unlocked one admits it.
 #[test]
 fn r2_r26_r27_meeting_with_removal_and_lock() {
@@ -116,6 +117,16 @@ fn r2_r26_r27_meeting_with_removal_and_lock() {
         let e = epoch_with(p, &["Host", "Ann", "Ben", "Cid"]);
         assert_eq!(e["session_code"], before["session_code"]);
     }
+
+    // Rights, granted and taken back by the master, reach the participant.
+    let ann = before["members"][1]["peer"].as_u64().unwrap();
+    m.send(&format!("grant {ann} presenter,control"));
+    let got = a.expect("rights");
+    assert_eq!(got["rights"], json!(["presenter", "control"]));
+    m.send(&format!("grant {ann} none"));
+    assert_eq!(a.expect("rights")["rights"], json!([]));
+    c.send("grant 2 presenter");
+    assert!(text(&c.expect("error"), "message").contains("only the moderator"));
 
     b.send("chat Hi all");
     for p in [&mut m, &mut a, &mut c] {
