@@ -18,6 +18,7 @@
 //! | [`artefact`] | license, build config (relays, policy profile, branding), revocation list |
 //! | [`stage1`] | client ↔ relay: Hello / Welcome / Refused, the relay's admission checks, session control |
 //! | [`stage2`] | master ↔ participants through the relay: announce, PAKE join, epochs, roster, rights, engines |
+//! | [`input`] | remote input events (R22), carried under pairwise keys only |
 //! | [`time`] | the two kinds of time the caller passes in |
 //!
 //! ## Dependencies, and why
@@ -44,6 +45,7 @@ pub mod artefact;
 pub mod bounded;
 pub mod codec;
 pub mod frame;
+pub mod input;
 pub mod sframe;
 pub mod sign;
 pub mod stage1;

@@ -3,6 +3,7 @@
 #![no_main]
 
 use conclave_protocol::codec::Message;
+use conclave_protocol::input::InputEvent;
 use conclave_protocol::stage1::{FromRelay, ToRelay};
 use conclave_protocol::stage2::{Announce, Control, Handshake, Rekey, RightsGrant, Roster};
 use libfuzzer_sys::fuzz_target;
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
-    match which % 8 {
+    match which % 9 {
         0 => round_trip::<ToRelay>(bytes),
         1 => round_trip::<FromRelay>(bytes),
         2 => round_trip::<Handshake>(bytes),
@@ -30,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         4 => round_trip::<Rekey>(bytes),
         5 => round_trip::<Roster>(bytes),
         6 => round_trip::<RightsGrant>(bytes),
+        7 => round_trip::<InputEvent>(bytes),
         _ => round_trip::<Announce>(bytes),
     }
 });

@@ -1,0 +1,103 @@
+//! Capture under a real X server (Xvfb, started here): what a program draws
+//! on the display is what a capture returns, pixel for pixel. Requirement
+//! R21 (the picture a presenter shares is the picture on its screen).
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::Xvfb;
+use conclave_desktop::capture::{CaptureError, X11Capture};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{self, ConnectionExt as _, CreateGCAux, Rectangle};
+
+/// Fills rectangles on the root window, as any program drawing on the
+/// screen would, and waits until the server has done it.
+fn draw(display: &str, rects: &[(u32, Rectangle)]) {
+    let (conn, screen) = x11rb::connect(Some(display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, root, &CreateGCAux::new()).unwrap();
+    for (color, r) in rects {
+        conn.change_gc(gc, &xproto::ChangeGCAux::new().foreground(*color))
+            .unwrap();
+        conn.poly_fill_rectangle(root, gc, &[*r]).unwrap();
+    }
+    // A round trip: everything before it has been processed.
+    conn.get_input_focus().unwrap().reply().unwrap();
+}
+
+fn rect(x: i16, y: i16, width: u16, height: u16) -> Rectangle {
+    Rectangle {
+        x,
+        y,
+        width,
+        height,
+    }
+}
+
+/// The BGRA bytes of pixel (x, y) in a capture `width` wide.
+fn pixel(buf: &[u8], width: u16, x: usize, y: usize) -> [u8; 4] {
+    let i = (y * usize::from(width) + x) * 4;
+    buf[i..i + 4].try_into().unwrap()
+}
+
+#[test]
+fn r21_capture_returns_what_was_drawn_pixel_for_pixel() {
+    let x = Xvfb::start(800, 600);
+    draw(
+        &x.display,
+        &[
+            (0x00_20_40_60, rect(0, 0, 800, 600)),
+            (0x00_ff_00_00, rect(10, 20, 30, 40)),
+            (0x00_00_ff_00, rect(700, 500, 100, 100)),
+            (0x00_12_34_56, rect(399, 299, 1, 1)),
+        ],
+    );
+    let mut cap = X11Capture::connect(Some(&x.display)).unwrap();
+    assert!(cap.uses_shared_memory(), "Xvfb offers MIT-SHM 1.2");
+    let mut buf = Vec::new();
+    let (w, h) = cap.capture(&mut buf).unwrap();
+    assert_eq!((w, h), (800, 600));
+    assert_eq!(buf.len(), 800 * 600 * 4);
+    // BGRA: blue, green, red, alpha.
+    assert_eq!(pixel(&buf, w, 0, 0), [0x60, 0x40, 0x20, 0xff]);
+    assert_eq!(pixel(&buf, w, 10, 20), [0x00, 0x00, 0xff, 0xff]);
+    assert_eq!(pixel(&buf, w, 39, 59), [0x00, 0x00, 0xff, 0xff]);
+    assert_eq!(pixel(&buf, w, 40, 60), [0x60, 0x40, 0x20, 0xff]);
+    assert_eq!(pixel(&buf, w, 799, 599), [0x00, 0xff, 0x00, 0xff]);
+    assert_eq!(pixel(&buf, w, 399, 299), [0x56, 0x34, 0x12, 0xff]);
+    assert_eq!(pixel(&buf, w, 400, 299), [0x60, 0x40, 0x20, 0xff]);
+
+    // A change on the screen shows in the next capture.
+    draw(&x.display, &[(0x00_ab_cd_ef, rect(0, 0, 1, 1))]);
+    cap.capture(&mut buf).unwrap();
+    assert_eq!(pixel(&buf, w, 0, 0), [0xef, 0xcd, 0xab, 0xff]);
+}
+
+#[test]
+fn r21_monitors_are_listed_and_selection_is_checked() {
+    let x = Xvfb::start(640, 480);
+    let mut cap = X11Capture::connect(Some(&x.display)).unwrap();
+    let monitors = cap.monitors().to_vec();
+    assert!(!monitors.is_empty());
+    let m = cap.monitor().unwrap().clone();
+    assert_eq!((m.width, m.height), (640, 480));
+    assert!(matches!(
+        cap.select(monitors.len()),
+        Err(CaptureError::NoSuchMonitor { .. })
+    ));
+    cap.select(0).unwrap();
+}
+
+#[test]
+fn a_missing_display_is_a_clear_error() {
+    let err = X11Capture::connect(Some(":4999")).unwrap_err();
+    assert!(matches!(err, CaptureError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains(":4999"));
+}
