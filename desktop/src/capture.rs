@@ -109,6 +109,19 @@ impl X11Capture {
     /// Connects to `display` (`None`: the `DISPLAY` variable) and selects
     /// the primary monitor (else the first).
     pub fn connect(display: Option<&str>) -> Result<X11Capture, CaptureError> {
+        X11Capture::open(display, true)
+    }
+
+    /// Like [`X11Capture::connect`], but always through plain `GetImage`
+    /// (for a display where shared memory is unwanted, and as the baseline
+    /// that MIT-SHM is measured against).
+    pub fn connect_without_shared_memory(
+        display: Option<&str>,
+    ) -> Result<X11Capture, CaptureError> {
+        X11Capture::open(display, false)
+    }
+
+    fn open(display: Option<&str>, shared_memory: bool) -> Result<X11Capture, CaptureError> {
         let (conn, screen_num) = x11rb::connect(display).map_err(|e| CaptureError::Connect {
             display: display
                 .map(str::to_string)
@@ -152,7 +165,11 @@ impl X11Capture {
         }
         let current = monitors.iter().position(|m| m.primary).unwrap_or(0);
         let size = usize::from(whole.width) * usize::from(whole.height) * 4;
-        let shared = share(&conn, size).ok();
+        let shared = if shared_memory {
+            share(&conn, size).ok()
+        } else {
+            None
+        };
         Ok(X11Capture {
             conn,
             root,

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`capture`] | X11 screen capture through MIT-SHM, with monitor selection (RandR) |
 //! | [`input`] | applying remote input events through XTEST (enigo) |
+//! | [`xvfb`] | a virtual X server for tests, benchmarks and headless runs |
 //!
 //! ## Why x11rb with MIT-SHM
 //!
@@ -25,3 +26,4 @@
 
 pub mod capture;
 pub mod input;
+pub mod xvfb;

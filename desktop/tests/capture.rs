@@ -9,10 +9,8 @@
     clippy::panic
 )]
 
-mod common;
-
-use common::Xvfb;
 use conclave_desktop::capture::{CaptureError, X11Capture};
+use conclave_desktop::xvfb::Xvfb;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _, CreateGCAux, Rectangle};
 
@@ -49,7 +47,7 @@ fn pixel(buf: &[u8], width: u16, x: usize, y: usize) -> [u8; 4] {
 
 #[test]
 fn r21_capture_returns_what_was_drawn_pixel_for_pixel() {
-    let x = Xvfb::start(800, 600);
+    let x = Xvfb::start(800, 600).unwrap();
     draw(
         &x.display,
         &[
@@ -78,11 +76,18 @@ fn r21_capture_returns_what_was_drawn_pixel_for_pixel() {
     draw(&x.display, &[(0x00_ab_cd_ef, rect(0, 0, 1, 1))]);
     cap.capture(&mut buf).unwrap();
     assert_eq!(pixel(&buf, w, 0, 0), [0xef, 0xcd, 0xab, 0xff]);
+
+    // Without shared memory the picture is the same.
+    let mut plain = X11Capture::connect_without_shared_memory(Some(&x.display)).unwrap();
+    assert!(!plain.uses_shared_memory());
+    let mut again = Vec::new();
+    plain.capture(&mut again).unwrap();
+    assert!(again == buf, "GetImage and MIT-SHM captures differ");
 }
 
 #[test]
 fn r21_monitors_are_listed_and_selection_is_checked() {
-    let x = Xvfb::start(640, 480);
+    let x = Xvfb::start(640, 480).unwrap();
     let mut cap = X11Capture::connect(Some(&x.display)).unwrap();
     let monitors = cap.monitors().to_vec();
     assert!(!monitors.is_empty());

@@ -9,12 +9,10 @@
     clippy::panic
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Xvfb;
 use conclave_desktop::input::Injector;
+use conclave_desktop::xvfb::Xvfb;
 use conclave_protocol::bounded::BoundedString;
 use conclave_protocol::input::{InputEvent, MouseButton, NamedKey};
 use x11rb::connection::Connection;
@@ -38,7 +36,7 @@ fn events(conn: &impl Connection) -> Vec<Event> {
 
 #[test]
 fn r22_pointer_buttons_keys_and_text_reach_the_desktop() {
-    let x = Xvfb::start(640, 480);
+    let x = Xvfb::start(640, 480).unwrap();
     let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
     let root = conn.setup().roots[screen].root;
     // A window over the whole screen that listens, with the keyboard focus.
