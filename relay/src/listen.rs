@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use conclave_transport::conn::{spawn_stream, spawn_websocket, websocket_config, Transport};
+use conclave_transport::conn::{
+    stream_frames, websocket_config, websocket_frames, FrameStream, Transport,
+};
 use conclave_transport::tls::channel_binding;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,7 +22,8 @@ pub(crate) struct Ctx {
     pub hub: Arc<Hub>,
     /// Stops accepting.
     pub accept: CancellationToken,
-    /// Stops every connection (end of the drain).
+    /// Stops every connection (end of the drain): each peer's outbox token
+    /// is its child.
     pub connections: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -42,11 +45,6 @@ pub(crate) async fn tcp(
     websocket: bool,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let transport = if websocket {
-        Transport::WebSocket
-    } else {
-        Transport::Tls
-    };
     loop {
         let (tcp, addr) = tokio::select! {
             () = ctx.accept.cancelled() => return,
@@ -63,51 +61,75 @@ pub(crate) async fn tcp(
             continue;
         }
         let _ = tcp.set_nodelay(true);
-        let ctx2 = ctx.clone();
-        let acceptor = acceptor.clone();
-        ctx.tracker.spawn(async move {
-            let limit = ctx2.hub.limits.handshake_timeout;
-            let Ok(Ok(stream)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await else {
-                tracing::debug!(%addr, "TLS handshake failed or timed out");
-                return;
-            };
-            let Ok(binding) = channel_binding(stream.get_ref().1) else {
-                return;
-            };
-            let max = ctx2.hub.limits.max_payload;
-            let (tx, rx) = outbox();
-            let incoming = if websocket {
-                // Boxed: the upgrade's state is large, and TLS connections
-                // (the same task type) should not carry it while idle.
-                let upgrade = Box::pin(tokio_tungstenite::accept_async_with_config(
-                    stream,
-                    Some(websocket_config()),
-                ));
-                let Ok(Ok(ws)) = tokio::time::timeout(limit, upgrade).await else {
-                    tracing::debug!(%addr, "WebSocket upgrade failed");
-                    return;
-                };
-                spawn_websocket(ws, rx, max)
-            } else {
-                let (r, w) = tokio::io::split(stream);
-                spawn_stream(r, w, rx, max)
-            };
-            serve(
-                ctx2.hub,
-                incoming,
-                tx,
-                binding,
-                addr,
-                transport,
-                ctx2.connections,
-            )
-            .await;
-        });
+        let (hub, acceptor) = (ctx.hub.clone(), acceptor.clone());
+        let closed = ctx.connections.child_token();
+        ctx.tracker
+            .spawn(tcp_connection(hub, acceptor, tcp, addr, websocket, closed));
     }
 }
 
-/// How long a finished QUIC connection waits for its last bytes to leave.
-const QUIC_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Serves one TLS or WebSocket connection; `closed` closes its peer.
+async fn tcp_connection(
+    hub: Arc<Hub>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    websocket: bool,
+    closed: CancellationToken,
+) {
+    let limit = hub.limits.handshake_timeout;
+    // In a block: the stream is large, and once split or upgraded the task
+    // must not keep room for it.
+    let (stream, binding) = {
+        let Ok(Ok(stream)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await else {
+            tracing::debug!(%addr, "TLS handshake failed or timed out");
+            return;
+        };
+        let Ok(binding) = channel_binding(stream.get_ref().1) else {
+            return;
+        };
+        (stream, binding)
+    };
+    let max = hub.limits.max_payload;
+    let (tx, rx) = outbox(closed);
+    if websocket {
+        // Boxed: the upgrade's state is large, and TLS connections
+        // (the same task type) should not carry it while idle.
+        let upgrade = Box::pin(tokio_tungstenite::accept_async_with_config(
+            stream,
+            Some(websocket_config()),
+        ));
+        let Ok(Ok(ws)) = tokio::time::timeout(limit, upgrade).await else {
+            tracing::debug!(%addr, "WebSocket upgrade failed");
+            return;
+        };
+        let mut frames = websocket_frames(ws, rx, max);
+        let transport = Transport::WebSocket;
+        serve(hub, &mut frames, tx, &binding, &addr, transport).await;
+        linger(frames);
+    } else {
+        let (r, w) = tokio::io::split(stream);
+        let mut frames = stream_frames(r, w, rx, max);
+        serve(hub, &mut frames, tx, &binding, &addr, Transport::Tls).await;
+        linger(frames);
+    }
+}
+
+/// How long a finished connection waits for its last bytes to leave and for
+/// the peer to close first.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what the peer still sends until it closes, for at most
+/// [`LINGER`]: a TCP socket closed with unread data resets the connection,
+/// and the peer could lose the last frames (a refusal, say). A task of its
+/// own, as the reader task was, so that the relay's shutdown does not wait
+/// for it.
+fn linger(mut frames: impl FrameStream) {
+    tokio::spawn(async move {
+        let drain = async { while let Some(Ok(_)) = frames.next_frame().await {} };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
+}
 
 /// Accepts QUIC connections; each carries one bidirectional stream of frames.
 pub(crate) async fn quic(ctx: Ctx, endpoint: quinn::Endpoint) {
@@ -123,48 +145,50 @@ pub(crate) async fn quic(ctx: Ctx, endpoint: quinn::Endpoint) {
             incoming.refuse();
             continue;
         }
-        let ctx2 = ctx.clone();
-        let fut = async move {
-            let addr: SocketAddr = incoming.remote_address();
-            let limit = ctx2.hub.limits.handshake_timeout;
-            let Ok(Ok(conn)) = tokio::time::timeout(limit, async { incoming.await }).await else {
-                tracing::debug!(%addr, "QUIC handshake failed or timed out");
-                return;
-            };
-            let mut binding = [0u8; 32];
-            if conn
-                .export_keying_material(
-                    &mut binding,
-                    conclave_protocol::stage1::CHANNEL_BINDING_LABEL,
-                    b"",
-                )
-                .is_err()
-            {
-                return;
-            }
-            let Ok(Ok((send, recv))) = tokio::time::timeout(limit, conn.accept_bi()).await else {
-                return;
-            };
-            let (tx, rx) = outbox();
-            let incoming = spawn_stream(recv, send, rx, ctx2.hub.limits.max_payload);
-            let fut = serve(
-                ctx2.hub,
-                incoming,
-                tx,
-                binding,
-                addr,
-                Transport::Quic,
-                ctx2.connections,
-            );
-            eprintln!("SCRATCH serve future {}", std::mem::size_of_val(&fut));
-            fut.await;
-            // Closing a QUIC connection discards what is still unsent: give the
-            // writer a moment to finish the stream, and the peer to close first.
-            let _ = tokio::time::timeout(QUIC_LINGER, conn.closed()).await;
-            conn.close(0u32.into(), b"bye");
+        // Accepted here: the task then holds the small `Connecting`, not the
+        // large `Incoming`, for as long as it runs.
+        let addr = incoming.remote_address();
+        let Ok(connecting) = incoming.accept() else {
+            tracing::debug!(%addr, "QUIC handshake failed");
+            continue;
         };
-        eprintln!("SCRATCH quic conn future {}", std::mem::size_of_val(&fut));
-        ctx.tracker.spawn(fut);
+        let closed = ctx.connections.child_token();
+        ctx.tracker
+            .spawn(quic_connection(ctx.hub.clone(), connecting, closed));
     }
     endpoint.close(0u32.into(), b"shutting down");
+}
+
+/// Serves one QUIC connection; `closed` closes its peer.
+///
+/// Arguments are few and small: an async function keeps room for each as
+/// long as it runs.
+async fn quic_connection(hub: Arc<Hub>, connecting: quinn::Connecting, closed: CancellationToken) {
+    let addr = connecting.remote_address();
+    let Ok(Ok(conn)) = tokio::time::timeout(hub.limits.handshake_timeout, connecting).await else {
+        tracing::debug!(%addr, "QUIC handshake failed or timed out");
+        return;
+    };
+    let mut binding = [0u8; 32];
+    if conn
+        .export_keying_material(
+            &mut binding,
+            conclave_protocol::stage1::CHANNEL_BINDING_LABEL,
+            b"",
+        )
+        .is_err()
+    {
+        return;
+    }
+    let limit = hub.limits.handshake_timeout;
+    let Ok(Ok((send, recv))) = tokio::time::timeout(limit, conn.accept_bi()).await else {
+        return;
+    };
+    let (tx, rx) = outbox(closed);
+    let mut frames = stream_frames(recv, send, rx, hub.limits.max_payload);
+    serve(hub, &mut frames, tx, &binding, &addr, Transport::Quic).await;
+    // Closing a QUIC connection discards what is still unsent: give the
+    // writer a moment to finish the stream, and the peer to close first.
+    let _ = tokio::time::timeout(LINGER, conn.closed()).await;
+    conn.close(0u32.into(), b"bye");
 }

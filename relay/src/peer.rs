@@ -13,9 +13,8 @@ use conclave_protocol::frame::{
     plain_frame, FrameClass, FrameRef, PeerId, RoutingHeader, SessionId,
 };
 use conclave_protocol::stage1::{FromRelay, LeaveReason, Refusal, RefusalCode, ToRelay, Welcome};
-use conclave_transport::conn::{ConnError, Incoming, Transport};
+use conclave_transport::conn::{ConnError, FrameStream, Transport};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditEvent;
 use crate::hub::{policy_message, ClientInfo, Hub, Sends, Session};
@@ -98,16 +97,10 @@ enum Next {
     Stop,
 }
 
-async fn next(
-    incoming: &mut Incoming,
-    timeout: Duration,
-    stop: &CancellationToken,
-    outbox: &Outbox,
-) -> Next {
+async fn next(incoming: &mut impl FrameStream, timeout: Duration, outbox: &Outbox) -> Next {
     tokio::select! {
-        () = stop.cancelled() => Next::Stop,
         () = outbox.closed().cancelled() => Next::Stop,
-        r = tokio::time::timeout(timeout, incoming.recv()) => match r {
+        r = tokio::time::timeout(timeout, incoming.next_frame()) => match r {
             Err(_) => Next::Idle,
             Ok(None) => Next::Closed(None),
             Ok(Some(Err(e))) => Next::Closed(Some(e)),
@@ -117,9 +110,10 @@ async fn next(
 }
 
 /// Decodes a relay-class message from a frame.
-fn relay_message(frame: &[u8]) -> Result<(RoutingHeader, ToRelay), Refusal> {
+/// Takes the frame, so that its caller keeps no room for it.
+fn relay_message(frame: Bytes) -> Result<(RoutingHeader, ToRelay), Refusal> {
     let f =
-        FrameRef::parse(frame).map_err(|e| Refusal::new(RefusalCode::Malformed, e.to_string()))?;
+        FrameRef::parse(&frame).map_err(|e| Refusal::new(RefusalCode::Malformed, e.to_string()))?;
     if f.header.class != FrameClass::Relay || f.header.destination != PeerId::RELAY {
         return Err(Refusal::new(
             RefusalCode::HelloRequired,
@@ -131,76 +125,148 @@ fn relay_message(frame: &[u8]) -> Result<(RoutingHeader, ToRelay), Refusal> {
     Ok((f.header, msg))
 }
 
-/// Serves one connection until it ends, the peer is closed, or `stop` fires.
+/// Refuses a client: records why, and tells it.
+fn refuse<T>(
+    hub: &Hub,
+    outbox: &Outbox,
+    r: Refusal,
+    info: &ClientInfo,
+    session: Option<SessionId>,
+) -> Option<T> {
+    hub.refuse(&r, info, session);
+    let frame = reply(
+        session.unwrap_or(SessionId(0)),
+        PeerId::RELAY,
+        &FromRelay::Refused(r),
+    );
+    let _ = outbox.offer(FrameClass::Relay, frame);
+    None
+}
+
+/// The session a client entered, its ID there, and who it is (for the audit log).
+type Admission = (Arc<Session>, PeerId, ClientInfo);
+
+/// What a client asked for to enter a session.
+enum Entry {
+    /// The session it opened, as a master.
+    Created(Arc<Session>),
+    /// To join.
+    Join,
+    /// To rejoin under the ID it had, after a relay failover.
+    Rejoin(PeerId),
+}
+
+/// Serves one connection until it ends or the peer is closed (as every peer
+/// is at the end of the relay's drain).
+///
+/// Arguments are borrowed where they can be: an async function keeps room
+/// for its own copy of each for as long as it runs.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
-    mut incoming: Incoming,
+    incoming: &mut impl FrameStream,
     outbox: Outbox,
-    binding: [u8; 32],
-    addr: SocketAddr,
+    binding: &[u8; 32],
+    addr: &SocketAddr,
     transport: Transport,
-    stop: CancellationToken,
 ) {
     hub.metrics.peers.fetch_add(1, Ordering::Relaxed);
     let _gauge = PeerGauge(&hub);
-    let ip = addr.ip();
-    let mut info = ClientInfo {
-        ip: ip.to_string(),
-        ..ClientInfo::default()
+    // Setup and membership are futures of their own, which share their room
+    // in this task: what only setup needs (the verified build, the license)
+    // is gone once forwarding starts, and the other way round.
+    let Some(admission) = admit(&hub, incoming, &outbox, binding, addr, transport).await else {
+        return outbox.close();
     };
-    let deadline = hub.limits.handshake_timeout;
-    let refuse = |hub: &Hub, r: Refusal, info: &ClientInfo, session: Option<SessionId>| {
-        hub.refuse(&r, info, session);
-        let frame = reply(
-            session.unwrap_or(SessionId(0)),
-            PeerId::RELAY,
-            &FromRelay::Refused(r),
-        );
-        let _ = outbox.offer(FrameClass::Relay, frame);
-        outbox.close();
-    };
+    member(&hub, incoming, &outbox, &admission).await;
+    outbox.close();
+}
 
-    // Stage 1: Hello.
-    let frame = match next(&mut incoming, deadline, &stop, &outbox).await {
-        Next::Frame(f) => f,
-        _ => return outbox.close(),
+/// A member's time in its session: forwarding, then leaving.
+async fn member(
+    hub: &Hub,
+    incoming: &mut impl FrameStream,
+    outbox: &Outbox,
+    (session, peer, info): &Admission,
+) {
+    let peer = *peer;
+    let reason = forward(hub, incoming, outbox, session, peer).await;
+    // A peer the master removed is already out of the session.
+    let removed = !hub.is_member(session, peer);
+    let sends = hub.leave(session, peer, reason);
+    deliver(hub, sends).await;
+    let event = if peer == PeerId::MASTER {
+        AuditEvent::SessionEnded
+    } else if removed {
+        AuditEvent::Removed
+    } else {
+        AuditEvent::Left
     };
-    let hello = match relay_message(&frame) {
-        Ok((_, ToRelay::Hello(h))) => h,
-        Ok(_) => {
-            return refuse(
-                &hub,
-                Refusal::new(RefusalCode::HelloRequired, "send Hello first"),
-                &info,
-                None,
-            )
+    hub.audit(
+        event,
+        info,
+        Some(session.id),
+        hub.members(session).saturating_sub(1) as u32,
+        "",
+    );
+}
+
+/// Stage 1, then create or join; `None` if the client was refused or left.
+async fn admit(
+    hub: &Hub,
+    incoming: &mut impl FrameStream,
+    outbox: &Outbox,
+    binding: &[u8; 32],
+    addr: &SocketAddr,
+    transport: Transport,
+) -> Option<Admission> {
+    // Stage 1: Hello. Neither the Hello nor its frame is kept.
+    let (admitted, info) = {
+        let Next::Frame(frame) = next(incoming, hub.limits.handshake_timeout, outbox).await else {
+            return None;
+        };
+        let unknown = ClientInfo {
+            ip: addr.ip().to_string(),
+            ..ClientInfo::default()
+        };
+        let hello = match relay_message(frame) {
+            Ok((_, ToRelay::Hello(h))) => h,
+            Ok(_) => {
+                return refuse(
+                    hub,
+                    outbox,
+                    Refusal::new(RefusalCode::HelloRequired, "send Hello first"),
+                    &unknown,
+                    None,
+                )
+            }
+            Err(r) => return refuse(hub, outbox, r, &unknown, None),
+        };
+        match hub.check_hello(&hello, binding) {
+            Ok(admitted) => {
+                let info = ClientInfo::new(&hello, &admitted, addr.ip());
+                (admitted, info)
+            }
+            Err(r) => return refuse(hub, outbox, r, &unknown, None),
         }
-        Err(r) => return refuse(&hub, r, &info, None),
     };
-    let admitted = match hub.check_hello(&hello, &binding) {
-        Ok(a) => a,
-        Err(r) => return refuse(&hub, r, &info, None),
-    };
-    info = ClientInfo::new(&hello, &admitted, ip);
-    let welcome = FromRelay::Welcome(Welcome {
+    let welcome = Welcome {
         relay_version: hub.version,
         relay_name: BoundedString::new(hub.name.chars().take(64).collect::<String>())
             .unwrap_or_default(),
-    });
-    let _ = outbox.offer(
-        FrameClass::Relay,
-        reply(SessionId(0), PeerId::RELAY, &welcome),
-    );
+    };
+    let welcome = reply(SessionId(0), PeerId::RELAY, &FromRelay::Welcome(welcome));
+    let _ = outbox.offer(FrameClass::Relay, welcome);
     tracing::debug!(%addr, %transport, role = %admitted.role, "admitted");
 
     // Create or join. A master may retry a taken session ID a few times;
     // anything beyond that within the handshake time is abuse.
     let mut attempts = 0u32;
-    let (session, peer) = loop {
+    loop {
         attempts += 1;
         if attempts > MAX_SETUP_MESSAGES {
             return refuse(
-                &hub,
+                hub,
+                outbox,
                 Refusal::new(
                     RefusalCode::Malformed,
                     "too many requests before joining a session",
@@ -209,11 +275,11 @@ pub(crate) async fn serve(
                 None,
             );
         }
-        let frame = match next(&mut incoming, deadline, &stop, &outbox).await {
-            Next::Frame(f) => f,
-            _ => return outbox.close(),
+        let Next::Frame(frame) = next(incoming, hub.limits.handshake_timeout, outbox).await else {
+            return None;
         };
-        let (session, claim) = match relay_message(&frame) {
+        // Answered once the message is gone: the task keeps no room for it.
+        let (session, entry) = match relay_message(frame) {
             Ok((_, ToRelay::Ping { nonce })) => {
                 let _ = outbox.offer(
                     FrameClass::Relay,
@@ -236,23 +302,9 @@ pub(crate) async fn serve(
                     announce,
                 },
             )) => {
+                let ip = addr.ip();
                 match hub.create_session(&admitted, session, kind, announce, outbox.clone(), ip) {
-                    Ok(s) => {
-                        deliver(
-                            &hub,
-                            vec![(
-                                outbox.clone(),
-                                reply(
-                                    session,
-                                    PeerId::MASTER,
-                                    &FromRelay::SessionCreated { session },
-                                ),
-                            )],
-                        )
-                        .await;
-                        hub.audit(AuditEvent::SessionCreated, &info, Some(session), 0, "");
-                        break (s, PeerId::MASTER);
-                    }
+                    Ok(s) => (session, Entry::Created(s)),
                     Err(r) => {
                         hub.refuse(&r, &info, Some(session));
                         // Not fatal: a master may draw another ID.
@@ -265,14 +317,15 @@ pub(crate) async fn serve(
                 }
             }
             Ok((_, ToRelay::Join { session })) if admitted.role == Role::Participant => {
-                (session, None)
+                (session, Entry::Join)
             }
             Ok((_, ToRelay::Rejoin { session, peer })) if admitted.role == Role::Participant => {
-                (session, Some(peer))
+                (session, Entry::Rejoin(peer))
             }
             Ok(_) => {
                 return refuse(
-                    &hub,
+                    hub,
+                    outbox,
                     Refusal::new(
                         RefusalCode::Malformed,
                         "expected CreateSession (master) or Join (participant)",
@@ -281,20 +334,31 @@ pub(crate) async fn serve(
                     None,
                 )
             }
-            Err(r) => return refuse(&hub, r, &info, None),
+            Err(r) => return refuse(hub, outbox, r, &info, None),
         };
-        let entered = match claim {
-            Some(peer) => {
+        let rejoin = matches!(entry, Entry::Rejoin(_));
+        let entered = match entry {
+            Entry::Created(s) => {
+                let created = reply(
+                    session,
+                    PeerId::MASTER,
+                    &FromRelay::SessionCreated { session },
+                );
+                deliver(hub, vec![(outbox.clone(), created)]).await;
+                hub.audit(AuditEvent::SessionCreated, &info, Some(session), 0, "");
+                return Some((s, PeerId::MASTER, info));
+            }
+            Entry::Join => hub.join(session, outbox.clone(), addr.ip()),
+            Entry::Rejoin(peer) => {
                 // Not yet there is no failure while the master may be on its way.
                 hub.wait_for_session(session, REJOIN_WAIT).await;
-                hub.rejoin(session, peer, outbox.clone(), ip)
+                hub.rejoin(session, peer, outbox.clone(), addr.ip())
             }
-            None => hub.join(session, outbox.clone(), ip),
         };
         match entered {
             Ok((s, peer, sends)) => {
-                deliver(&hub, sends).await;
-                let note = if claim.is_some() {
+                deliver(hub, sends).await;
+                let note = if rejoin {
                     "rejoined after a relay failover"
                 } else {
                     ""
@@ -306,47 +370,25 @@ pub(crate) async fn serve(
                     hub.members(&s).saturating_sub(1) as u32,
                     note,
                 );
-                break (s, peer);
+                return Some((s, peer, info));
             }
-            Err(r) => return refuse(&hub, r, &info, Some(session)),
+            Err(r) => return refuse(hub, outbox, r, &info, Some(session)),
         }
-    };
-
-    let reason = forward(&hub, &mut incoming, &outbox, &session, peer, &stop).await;
-    // A peer the master removed is already out of the session.
-    let removed = !hub.is_member(&session, peer);
-    let sends = hub.leave(&session, peer, reason);
-    deliver(&hub, sends).await;
-    let event = if peer == PeerId::MASTER {
-        AuditEvent::SessionEnded
-    } else if removed {
-        AuditEvent::Removed
-    } else {
-        AuditEvent::Left
-    };
-    hub.audit(
-        event,
-        &info,
-        Some(session.id),
-        hub.members(&session).saturating_sub(1) as u32,
-        "",
-    );
-    outbox.close();
+    }
 }
 
 /// The forwarding loop; returns why the peer left.
 async fn forward(
     hub: &Hub,
-    incoming: &mut Incoming,
+    incoming: &mut impl FrameStream,
     outbox: &Outbox,
     session: &Arc<Session>,
     peer: PeerId,
-    stop: &CancellationToken,
 ) -> LeaveReason {
     let mut bucket = Bucket::new(hub);
     let mut reported: u32 = 0;
     loop {
-        let frame = match next(incoming, hub.limits.idle_timeout, stop, outbox).await {
+        let frame = match next(incoming, hub.limits.idle_timeout, outbox).await {
             Next::Frame(f) => f,
             Next::Closed(Some(e)) => {
                 tracing::debug!(session = %session.id, %peer, error = %e, "connection failed");

@@ -1,11 +1,14 @@
-//! A connection as channels of frames, whatever carries it.
+//! A connection as frames in and frames out, whatever carries it.
 //!
-//! Each connection has a reader task, which splits what arrives into frames
-//! (by the length in each header on TLS and QUIC streams, one frame per binary
-//! message on WebSockets) and puts them in a bounded channel, and a writer
-//! task, which takes frames from a [`FrameSource`] and writes them. A full
-//! incoming channel stops the reader, so the transport's own flow control
-//! pushes back on the sender. Either task ending ends the connection.
+//! Each connection has a writer task, which takes frames from a
+//! [`FrameSource`] and writes them. What arrives is split into frames (by the
+//! length in each header on TLS and QUIC streams, one frame per binary message
+//! on WebSockets) by a [`FrameStream`]: the relay reads it in its own
+//! per-connection task ([`stream_frames`], [`websocket_frames`]); the apps
+//! have a reader task put the frames in a bounded channel ([`spawn_stream`],
+//! [`spawn_websocket`]). Either way nothing is read while the reader waits,
+//! so the transport's own flow control pushes back on the sender. Either side
+//! ending ends the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use conclave_protocol::frame::{frame_len, FrameError, FrameRef, MAX_FRAME};
 use conclave_protocol::sign::PublicKey;
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,8 +32,10 @@ use crate::tls::{channel_binding, client_config, server_name, TlsError};
 pub const INCOMING_FRAMES: usize = 64;
 /// Most bytes read from a stream at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Room made for a read when no frame is under way (an idle connection holds this).
-const IDLE_READ: usize = 512;
+/// Room made for a read when no frame is under way (an idle connection holds
+/// this): a header and a small frame's payload. A larger frame takes a second
+/// read, sized to the rest of it.
+const IDLE_READ: usize = 128;
 
 /// Which transport carries a connection (R19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,64 +96,187 @@ impl FrameSource for mpsc::Receiver<Bytes> {
     }
 }
 
+/// Where a connection's frames come from.
+pub trait FrameStream: Send + 'static {
+    /// The next frame, an error, or `None` once the connection has ended;
+    /// read no further after an error. Cancel-safe: a call dropped before it
+    /// completes loses nothing.
+    fn next_frame(
+        &mut self,
+    ) -> impl core::future::Future<Output = Option<Result<Bytes, ConnError>>> + Send;
+}
+
 /// Frames from the peer; the last item is an error if the connection failed.
 pub type Incoming = mpsc::Receiver<Result<Bytes, ConnError>>;
 
-/// Starts the reader and writer tasks for a byte stream (TLS or QUIC).
-pub fn spawn_stream<R, W, S>(
-    mut reader: R,
+/// The frames of a byte stream (TLS or QUIC), read as they are asked for.
+///
+/// Frames are read straight into one buffer and handed out as shared slices
+/// of it: no copy, and no buffer of any size held while idle beyond
+/// `IDLE_READ` bytes.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    reader: R,
+    buf: BytesMut,
+    max_payload: usize,
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
+    /// Frames of `reader` with payloads up to `max_payload` bytes.
+    pub fn new(reader: R, max_payload: usize) -> Self {
+        FrameReader {
+            reader,
+            buf: BytesMut::new(),
+            max_payload,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameStream for FrameReader<R> {
+    async fn next_frame(&mut self) -> Option<Result<Bytes, ConnError>> {
+        loop {
+            let want = match frame_len(&self.buf, self.max_payload) {
+                Ok(Some(total)) if self.buf.len() >= total => {
+                    return Some(Ok(self.buf.split_to(total).freeze()));
+                }
+                Ok(Some(total)) => total - self.buf.len(),
+                Ok(None) if self.buf.is_empty() => {
+                    // A fresh small buffer: what is left of the last one may
+                    // be as large as its largest frame.
+                    self.buf = BytesMut::new();
+                    IDLE_READ
+                }
+                Ok(None) => IDLE_READ,
+                Err(e) => return Some(Err(e.into())),
+            };
+            self.buf.reserve(want.min(READ_CHUNK));
+            // Cancel-safe: a read either completes into the buffer or reads nothing.
+            match self.reader.read_buf(&mut self.buf).await {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+    }
+}
+
+/// The frames of a WebSocket, one per binary message.
+#[derive(Debug)]
+pub struct WebSocketFrames<T> {
+    stream: SplitStream<WebSocketStream<T>>,
+    max_payload: usize,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameStream for WebSocketFrames<T> {
+    async fn next_frame(&mut self) -> Option<Result<Bytes, ConnError>> {
+        loop {
+            let item = match self.stream.next().await? {
+                Ok(WsMessage::Binary(data)) => match FrameRef::parse(&data) {
+                    Ok(f) if f.payload.len() <= self.max_payload => Ok(data),
+                    Ok(f) => Err(ConnError::Frame(FrameError::PayloadTooLarge(
+                        f.header.payload_len,
+                    ))),
+                    Err(e) => Err(e.into()),
+                },
+                Ok(WsMessage::Close(_)) => return None,
+                Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => continue,
+                Ok(WsMessage::Text(_)) => {
+                    Err(ConnError::WebSocket("text messages are not frames".into()))
+                }
+                Err(e) => Err(ConnError::WebSocket(e.to_string())),
+            };
+            return Some(item);
+        }
+    }
+}
+
+/// Starts the writer task for a byte stream (TLS or QUIC); returns its frames
+/// for the caller to read.
+pub fn stream_frames<R, W, S>(
+    reader: R,
     mut writer: W,
     mut source: S,
     max_payload: usize,
-) -> Incoming
+) -> FrameReader<R>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
     S: FrameSource,
 {
-    let (tx, rx) = mpsc::channel(INCOMING_FRAMES);
     tokio::spawn(async move {
-        // Frames are read straight into one buffer and handed out as shared
-        // slices of it: no copy, and no buffer of any size held while idle
-        // beyond IDLE_READ bytes.
-        let mut buf = BytesMut::new();
-        loop {
-            let want = match frame_len(&buf, max_payload) {
-                Ok(Some(total)) if buf.len() >= total => {
-                    let frame = buf.split_to(total).freeze();
-                    if tx.send(Ok(frame)).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                Ok(Some(total)) => total - buf.len(),
-                Ok(None) => IDLE_READ,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-            };
-            buf.reserve(want.min(READ_CHUNK));
-            match reader.read_buf(&mut buf).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-            }
-        }
-    });
-    tokio::spawn(async move {
-        // TLS streams hold written records until flushed.
         while let Some(frame) = source.next_frame().await {
-            if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
+            if write_frame(&mut writer, frame).await.is_err() {
                 break;
             }
         }
         let _ = writer.shutdown().await;
     });
+    FrameReader::new(reader, max_payload)
+}
+
+/// Writes a frame and flushes it: TLS streams hold written records until
+/// flushed. A future of its own, so that the writer task keeps room for the
+/// frame only while writing it; not an async fn, which would keep a second
+/// copy of its arguments.
+#[allow(clippy::manual_async_fn)]
+fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: Bytes,
+) -> impl core::future::Future<Output = std::io::Result<()>> + '_ {
+    async move {
+        writer.write_all(&frame).await?;
+        writer.flush().await
+    }
+}
+
+/// Starts the writer task for a WebSocket; returns its frames for the caller
+/// to read.
+pub fn websocket_frames<T, S>(
+    ws: WebSocketStream<T>,
+    mut source: S,
+    max_payload: usize,
+) -> WebSocketFrames<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: FrameSource,
+{
+    let (mut sink, stream) = ws.split();
+    tokio::spawn(async move {
+        while let Some(frame) = source.next_frame().await {
+            if sink.send(WsMessage::Binary(frame)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    WebSocketFrames {
+        stream,
+        max_payload,
+    }
+}
+
+/// Starts a reader task that puts `frames` in a bounded channel.
+fn spawn_reader(mut frames: impl FrameStream) -> Incoming {
+    let (tx, rx) = mpsc::channel(INCOMING_FRAMES);
+    tokio::spawn(async move {
+        while let Some(item) = frames.next_frame().await {
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
     rx
+}
+
+/// Starts the reader and writer tasks for a byte stream (TLS or QUIC).
+pub fn spawn_stream<R, W, S>(reader: R, writer: W, source: S, max_payload: usize) -> Incoming
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: FrameSource,
+{
+    spawn_reader(stream_frames(reader, writer, source, max_payload))
 }
 
 /// WebSocket limits: one frame per message, never more than a frame.
@@ -158,45 +287,12 @@ pub fn websocket_config() -> WebSocketConfig {
 }
 
 /// Starts the reader and writer tasks for a WebSocket.
-pub fn spawn_websocket<T, S>(ws: WebSocketStream<T>, mut source: S, max_payload: usize) -> Incoming
+pub fn spawn_websocket<T, S>(ws: WebSocketStream<T>, source: S, max_payload: usize) -> Incoming
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: FrameSource,
 {
-    let (mut sink, mut stream) = ws.split();
-    let (tx, rx) = mpsc::channel(INCOMING_FRAMES);
-    tokio::spawn(async move {
-        while let Some(msg) = stream.next().await {
-            let item = match msg {
-                Ok(WsMessage::Binary(data)) => match FrameRef::parse(&data) {
-                    Ok(f) if f.payload.len() <= max_payload => Ok(data),
-                    Ok(f) => Err(ConnError::Frame(FrameError::PayloadTooLarge(
-                        f.header.payload_len,
-                    ))),
-                    Err(e) => Err(e.into()),
-                },
-                Ok(WsMessage::Close(_)) => return,
-                Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => continue,
-                Ok(WsMessage::Text(_)) => {
-                    Err(ConnError::WebSocket("text messages are not frames".into()))
-                }
-                Err(e) => Err(ConnError::WebSocket(e.to_string())),
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(frame) = source.next_frame().await {
-            if sink.send(WsMessage::Binary(frame)).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    rx
+    spawn_reader(websocket_frames(ws, source, max_payload))
 }
 
 /// A client's connection to a relay.

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`tls`] | the relay's identity (Ed25519 key, self-signed certificate), TLS 1.3 server and client configurations restricted to `TLS13_AES_256_GCM_SHA384`, and the verifier that pins the relay key |
 //! | [`quic`] | QUIC endpoint configurations over the same TLS configurations |
-//! | [`conn`] | a connection as two bounded channels of frames, whatever the transport, with the tasks that pump TLS streams, QUIC streams and WebSockets into them, and the client-side `connect` functions |
+//! | [`conn`] | a connection as frames in and frames out, whatever the transport: a writer task per connection, frame readers for TLS streams, QUIC streams and WebSockets (read by the relay in its own task, pumped into a bounded channel for the apps), and the client-side `connect` functions |
 //!
 //! **Pinning.** A client accepts a relay only if the relay signs the TLS 1.3
 //! handshake with the Ed25519 key pinned in the client's signed relay list.
