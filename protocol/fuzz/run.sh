@@ -3,7 +3,8 @@
 #
 #   protocol/fuzz/run.sh SECONDS [TARGET...]     (from any directory)
 #
-# Targets: frame messages artefacts stage1 master participant (all by default).
+# Targets: frame messages artefacts stage1 master participant trailer screen
+# (all by default).
 # First writes the seed inputs (src/bin/seeds.rs) into corpus/<target>/, then
 # runs `cargo fuzz run` on each target with -max_total_time=SECONDS. Exits
 # non-zero if any target crashes (panic, failed assertion, ASan report,
@@ -24,7 +25,7 @@
 #   FUZZ_ARGS                 extra libFuzzer arguments, e.g. "-jobs=2 -workers=2"
 set -euo pipefail
 
-all_targets=(frame messages artefacts stage1 master participant trailer)
+all_targets=(frame messages artefacts stage1 master participant trailer screen)
 
 usage() {
   echo "usage: $0 SECONDS [TARGET...]" >&2
@@ -48,6 +49,8 @@ max_len() {
     frame | messages | artefacts | stage1) echo 4096 ;;
     trailer) echo 8192 ;;
     master | participant) echo 70000 ;;
+    # A few update messages: tiles of up to 16 KiB each.
+    screen) echo 70000 ;;
   esac
 }
 
