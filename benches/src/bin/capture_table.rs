@@ -96,7 +96,9 @@ fn main() -> Result<()> {
     }
     let rate = |v: &[(f64, f64)]| median(v.iter().map(|r| r.0).collect());
     let ms = |v: &[(f64, f64)]| median(v.iter().map(|r| r.1).collect());
-    println!("| 1920×1080 capture (Xvfb) | GetImage, baseline | MIT-SHM (conclave-desktop) | ratio |");
+    println!(
+        "| 1920×1080 capture (Xvfb) | GetImage, baseline | MIT-SHM (conclave-desktop) | ratio |"
+    );
     println!("|---|---:|---:|---:|");
     println!(
         "| captures per second | {:.0} | {:.0} | {:.2}× |",
