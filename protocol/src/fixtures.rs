@@ -172,3 +172,33 @@ pub fn master_config(
         created_at: NOW,
     }
 }
+
+/// A checked build for `role` listing `relays`, signed by the portal
+/// `identity(1)`; a master's carries the license of `identity(2)`, which it
+/// holds. The profile is [`profile`] with `edit` applied.
+pub fn verified_build(
+    role: Role,
+    relays: Vec<RelayEntry>,
+    edit: impl FnOnce(&mut PolicyProfile),
+) -> crate::trailer::VerifiedBuild {
+    let portal = identity(1);
+    let master = identity(2);
+    let license =
+        (role == Role::Master).then(|| license(&portal, master.public_key(), 1_234_567_890));
+    let mut config = build(&portal, role, VERSION, license.clone())
+        .verify_with(&portal.public_key())
+        .expect("a fixture build verifies");
+    config.relays = BoundedVec::new(relays).unwrap_or_default();
+    edit(&mut config.profile);
+    let signed = portal.sign(&config);
+    crate::trailer::VerifiedBuild {
+        config,
+        signed,
+        master: license.map(|l| {
+            let l = l
+                .verify_with(&portal.public_key())
+                .expect("a fixture license verifies");
+            (l, master)
+        }),
+    }
+}

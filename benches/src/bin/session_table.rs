@@ -50,9 +50,7 @@ use clap::Parser;
 use conclave_client::connect::{open, Attempts, Who};
 use conclave_client::events::{Command as AppCommand, Event};
 use conclave_client::session::{join, start_master, JoinOptions, MasterOptions, Running};
-use conclave_protocol::artefact::{BuildConfig, RelayEntry, Role};
-use conclave_protocol::bounded::BoundedVec;
-use conclave_protocol::codec::Message;
+use conclave_protocol::artefact::{RelayEntry, Role};
 use conclave_protocol::fixtures;
 use conclave_protocol::frame::{PeerId, SessionId};
 use conclave_protocol::sign::PublicKey;
@@ -114,40 +112,14 @@ fn entry(name: &str, key: PublicKey, host: &str, quic: u16, tls: u16) -> RelayEn
     }
 }
 
-/// A build for `role` listing `relays`, signed by the fixtures' portal.
+/// A build for `role` listing `relays`, signed by the fixtures' portal, for
+/// password meetings of up to 500.
 fn build(role: Role, relays: Vec<RelayEntry>) -> VerifiedBuild {
-    let portal = fixtures::identity(1);
-    let master = fixtures::identity(2);
-    let license = (role == Role::Master)
-        .then(|| fixtures::license(&portal, master.public_key(), 1_234_567_890));
-    let mut profile = fixtures::profile();
-    profile.max_participants = 500;
-    profile.password_required = true;
-    profile.autolock = false;
-    let config = BuildConfig {
-        role,
-        version: fixtures::VERSION,
-        binary_sha256: [0; 32],
-        relays: BoundedVec::new(relays).unwrap_or_default(),
-        profile,
-        branding: conclave_protocol::artefact::Branding {
-            product_name: fixtures::s("Bench"),
-            organisation: fixtures::s("Bench"),
-            accent_rgb: [0, 0, 0],
-            support_url: fixtures::s(""),
-        },
-        portal_key: portal.public_key(),
-        license: license.clone(),
-        issued_at: fixtures::NOW,
-    };
-    let signed = portal.sign(&config);
-    VerifiedBuild {
-        config,
-        signed,
-        master: license
-            .and_then(|l| conclave_protocol::artefact::License::decode(l.body()).ok())
-            .map(|l| (l, master)),
-    }
+    fixtures::verified_build(role, relays, |p| {
+        p.max_participants = 500;
+        p.password_required = true;
+        p.autolock = false;
+    })
 }
 
 fn who() -> Who {
