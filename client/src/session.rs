@@ -33,7 +33,7 @@ use conclave_protocol::sframe::SframeError;
 use conclave_protocol::sign::SigningIdentity;
 use conclave_protocol::stage1::{LeaveReason, Refusal, SessionKind, ToRelay};
 use conclave_protocol::stage2::{
-    MasterConfig, MasterEvent, MasterSession, ParticipantEvent, ParticipantSession, Rights,
+    Engine, MasterConfig, MasterEvent, MasterSession, ParticipantEvent, ParticipantSession, Rights,
     Stage2Error,
 };
 use conclave_protocol::time::{Millis, UnixTime};
@@ -170,10 +170,10 @@ fn is_tampering(e: &Stage2Error) -> bool {
 trait Driver: Send + 'static {
     fn session(&self) -> SessionId;
     fn peer(&self) -> PeerId;
-    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
-    fn poll_timeout(&self) -> Option<Millis>;
-    fn handle_timeout(&mut self, now: Millis);
-    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) -> Result<(), Stage2Error>;
+    /// The engine underneath, for frames and timers.
+    fn engine(&mut self) -> &mut dyn Engine;
+    /// The engine underneath, to read its deadline.
+    fn engine_ref(&self) -> &dyn Engine;
     fn command(&mut self, now: Millis, command: Command, out: &mut Vec<Event>);
     /// Translates the engine's events; sets the end when one ends the session.
     fn events(&mut self, out: &mut Vec<Event>);
@@ -229,17 +229,11 @@ impl Driver for MasterDriver {
     fn peer(&self) -> PeerId {
         PeerId::MASTER
     }
-    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.engine.poll_transmit()
+    fn engine(&mut self) -> &mut dyn Engine {
+        &mut self.engine
     }
-    fn poll_timeout(&self) -> Option<Millis> {
-        self.engine.poll_timeout()
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        self.engine.handle_timeout(now);
-    }
-    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) -> Result<(), Stage2Error> {
-        self.engine.handle_frame(now, frame)
+    fn engine_ref(&self) -> &dyn Engine {
+        &self.engine
     }
 
     fn command(&mut self, now: Millis, command: Command, out: &mut Vec<Event>) {
@@ -405,17 +399,11 @@ impl Driver for ParticipantDriver {
     fn peer(&self) -> PeerId {
         self.engine.peer()
     }
-    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.engine.poll_transmit()
+    fn engine(&mut self) -> &mut dyn Engine {
+        &mut self.engine
     }
-    fn poll_timeout(&self) -> Option<Millis> {
-        self.engine.poll_timeout()
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        self.engine.handle_timeout(now);
-    }
-    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) -> Result<(), Stage2Error> {
-        self.engine.handle_frame(now, frame)
+    fn engine_ref(&self) -> &dyn Engine {
+        &self.engine
     }
 
     fn command(&mut self, _now: Millis, command: Command, out: &mut Vec<Event>) {
@@ -600,7 +588,7 @@ impl<D: Driver> Runtime<D> {
 
     /// Sends what the engine queued; `false` if the link is gone.
     async fn flush(&mut self) -> bool {
-        while let Some(f) = self.driver.poll_transmit() {
+        while let Some(f) = self.driver.engine().poll_transmit() {
             if self.link.conn.outgoing.send(Bytes::from(f)).await.is_err() {
                 return false;
             }
@@ -632,6 +620,7 @@ impl<D: Driver> Runtime<D> {
     async fn turn(&mut self, ping: &mut tokio::time::Interval) -> Turn {
         let deadline = self
             .driver
+            .engine_ref()
             .poll_timeout()
             .map(|t| self.origin + Duration::from_millis(t.0));
         let sleep = async {
@@ -647,7 +636,7 @@ impl<D: Driver> Runtime<D> {
                     self.last_heard = Instant::now();
                     let mut f = f.to_vec();
                     let now = self.now();
-                    if let Err(e) = self.driver.handle_frame(now, &mut f) {
+                    if let Err(e) = self.driver.engine().handle_frame(now, &mut f) {
                         if is_tampering(&e) {
                             self.emit(Event::Warning {
                                 message: format!(
@@ -673,7 +662,7 @@ impl<D: Driver> Runtime<D> {
             }
             () = sleep => {
                 let now = self.now();
-                self.driver.handle_timeout(now);
+                self.driver.engine().handle_timeout(now);
             }
             _ = ping.tick() => {
                 if self.last_heard.elapsed() >= RELAY_SILENCE {
@@ -720,7 +709,7 @@ impl<D: Driver> Runtime<D> {
         // The reopening (CreateSession or Rejoin) goes right behind the Hello.
         let now = self.now();
         self.driver.resume(now);
-        let early: Vec<Bytes> = std::iter::from_fn(|| self.driver.poll_transmit())
+        let early: Vec<Bytes> = std::iter::from_fn(|| self.driver.engine().poll_transmit())
             .map(Bytes::from)
             .collect();
         let give_up = Instant::now() + FAILOVER_BUDGET;

@@ -69,6 +69,7 @@ use crate::codec::DecodeError;
 use crate::frame::{FrameError, PeerId};
 use crate::sframe::SframeError;
 use crate::sign::SignatureError;
+use crate::time::Millis;
 
 /// Interval between heartbeats on each pairwise channel.
 pub const HEARTBEAT_MS: u64 = 5_000;
@@ -86,6 +87,51 @@ pub const JOIN_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_MEMBERS: usize = 2_048;
 /// Longest chat message, in bytes.
 pub const MAX_CHAT: usize = 4_096;
+
+/// What both engines share, for a driver that runs either: frames and time
+/// in, frames and the next deadline out (the quinn-proto shape). Each engine
+/// has the same methods inherently; the trait lets one driver hold either.
+pub trait Engine {
+    /// The next frame to send to the relay.
+    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+    /// When [`Engine::handle_timeout`] must next be called.
+    fn poll_timeout(&self) -> Option<Millis>;
+    /// Runs the timers.
+    fn handle_timeout(&mut self, now: Millis);
+    /// Handles one frame from the relay; an error means it was dropped and
+    /// nothing in it was accepted.
+    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) -> Result<(), Stage2Error>;
+}
+
+impl<R: rand_core::CryptoRngCore> Engine for MasterSession<R> {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        MasterSession::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Millis> {
+        MasterSession::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        MasterSession::handle_timeout(self, now);
+    }
+    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) -> Result<(), Stage2Error> {
+        MasterSession::handle_frame(self, now, frame)
+    }
+}
+
+impl Engine for ParticipantSession {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        ParticipantSession::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Millis> {
+        ParticipantSession::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        ParticipantSession::handle_timeout(self, now);
+    }
+    fn handle_frame(&mut self, now: Millis, frame: &mut [u8]) -> Result<(), Stage2Error> {
+        ParticipantSession::handle_frame(self, now, frame)
+    }
+}
 
 /// Why a stage-2 step failed. `Peer` variants are the other side's (or the
 /// relay's) fault; the session survives them, the offending frame is dropped.
