@@ -128,17 +128,29 @@ pub fn describe(build: &VerifiedBuild) -> String {
 /// Exit code of an app whose own build fails its check.
 pub const EXIT_BAD_BUILD: u8 = 3;
 
-/// What both apps do at start: check their own build (refusing to run, with
-/// [`EXIT_BAD_BUILD`], when it fails) and, with `show_config`, print what it
-/// carries. `Err` holds the exit code.
-pub fn start(app: &str, role: Role, show_config: bool) -> Result<VerifiedBuild, u8> {
-    let build =
-        load_own_build(role, UnixTime::from_system(std::time::SystemTime::now())).map_err(|e| {
+/// What both apps do at start: check their own build, exiting with
+/// [`EXIT_BAD_BUILD`] when it fails (R10), and with `show_config` print
+/// what it carries.
+pub fn start(app: &str, role: Role, show_config: bool) -> VerifiedBuild {
+    let build = match load_own_build(role, UnixTime::from_system(std::time::SystemTime::now())) {
+        Ok(b) => b,
+        Err(e) => {
             eprintln!("{app}: refusing to run: {e}");
-            EXIT_BAD_BUILD
-        })?;
+            std::process::exit(i32::from(EXIT_BAD_BUILD));
+        }
+    };
     if show_config {
         print!("{}", describe(&build));
     }
-    Ok(build)
+    build
+}
+
+/// When an app is run without a command: fine after `--show-config`
+/// (exit 0), else say what to run (exit 2).
+pub fn nothing_to_do(app: &str, usage: &str, showed_config: bool) -> ! {
+    if showed_config {
+        std::process::exit(0);
+    }
+    eprintln!("{app}: nothing to do; run `{usage}`");
+    std::process::exit(2)
 }

@@ -21,6 +21,17 @@ pub enum Output {
     Json,
 }
 
+impl Output {
+    /// JSON lines when `json`, else text.
+    pub fn json_if(json: bool) -> Output {
+        if json {
+            Output::Json
+        } else {
+            Output::Text
+        }
+    }
+}
+
 /// Exit code when the session was aborted because traffic was tampered with.
 pub const EXIT_TAMPERED: u8 = 4;
 /// Exit code when the session could not start or was refused.

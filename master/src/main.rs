@@ -60,24 +60,16 @@ struct Start {
 
 fn main() {
     let cli = Cli::parse();
-    let build =
-        match conclave_client::build::start("conclave-master", Role::Master, cli.show_config) {
-            Ok(b) => b,
-            Err(code) => std::process::exit(i32::from(code)),
-        };
+    let build = conclave_client::build::start("conclave-master", Role::Master, cli.show_config);
     let Some(Cmd::Start(args)) = cli.command else {
-        if !cli.show_config {
-            eprintln!("conclave-master: nothing to do; run `conclave-master start --support` or `--meeting`");
-            std::process::exit(2);
-        }
-        return;
+        conclave_client::build::nothing_to_do(
+            "conclave-master",
+            "conclave-master start --support` or `--meeting",
+            cli.show_config,
+        )
     };
     conclave_client::cli::init_logging();
-    let output = if args.json {
-        Output::Json
-    } else {
-        Output::Text
-    };
+    let output = Output::json_if(args.json);
     let who = Who::this_process();
     let profile = &build.config.profile;
     let password = match args.password {

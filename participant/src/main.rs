@@ -61,20 +61,14 @@ fn parse_session(text: &str) -> Result<String, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let build = match conclave_client::build::start(
-        "conclave-participant",
-        Role::Participant,
-        cli.show_config,
-    ) {
-        Ok(b) => b,
-        Err(code) => std::process::exit(i32::from(code)),
-    };
+    let build =
+        conclave_client::build::start("conclave-participant", Role::Participant, cli.show_config);
     let Some(Cmd::Join(args)) = cli.command else {
-        if !cli.show_config {
-            eprintln!("conclave-participant: nothing to do; run `conclave-participant join ID`");
-            std::process::exit(2);
-        }
-        return;
+        conclave_client::build::nothing_to_do(
+            "conclave-participant",
+            "conclave-participant join ID",
+            cli.show_config,
+        )
     };
     let digits = args.session.concat();
     let session = match digits.parse::<u64>() {
@@ -85,11 +79,7 @@ fn main() {
         }
     };
     conclave_client::cli::init_logging();
-    let output = if args.json {
-        Output::Json
-    } else {
-        Output::Text
-    };
+    let output = Output::json_if(args.json);
     let who = Who::this_process();
     let options = JoinOptions {
         session,
