@@ -546,7 +546,6 @@ impl Driver for ParticipantDriver {
     }
 }
 
-/// The relay-facing half of the runtime, shared by both apps.
 /// What stage 1 at any relay needs.
 struct Credentials {
     build: VerifiedBuild,
@@ -554,6 +553,7 @@ struct Credentials {
     attempts: Attempts,
 }
 
+/// The relay-facing half of the runtime, shared by both apps.
 struct Runtime<D> {
     driver: D,
     credentials: Credentials,
