@@ -330,27 +330,7 @@ impl Sim {
                     }];
                 }
                 let peer = PeerId(s.next_peer);
-                s.next_peer += 1;
-                s.peers.insert(peer, from);
-                let announce = s.announce.clone();
-                self.conn_peer.insert(from, peer);
-                vec![
-                    Delivery {
-                        to: from,
-                        frame: self.relay_frame(
-                            peer,
-                            &FromRelay::Joined {
-                                session,
-                                peer,
-                                announce,
-                            },
-                        ),
-                    },
-                    Delivery {
-                        to: 0,
-                        frame: self.relay_frame(PeerId::MASTER, &FromRelay::PeerJoined { peer }),
-                    },
-                ]
+                self.enter(from, peer, FromRelay::PeerJoined { peer })
             }
             ToRelay::Rejoin { session, peer } => {
                 let Some(s) = self.session.as_mut() else {
@@ -359,27 +339,7 @@ impl Sim {
                 if s.id != session || s.peers.contains_key(&peer) {
                     return vec![];
                 }
-                s.peers.insert(peer, from);
-                s.next_peer = s.next_peer.max(peer.0 + 1);
-                let announce = s.announce.clone();
-                self.conn_peer.insert(from, peer);
-                vec![
-                    Delivery {
-                        to: from,
-                        frame: self.relay_frame(
-                            peer,
-                            &FromRelay::Joined {
-                                session,
-                                peer,
-                                announce,
-                            },
-                        ),
-                    },
-                    Delivery {
-                        to: 0,
-                        frame: self.relay_frame(PeerId::MASTER, &FromRelay::PeerRejoined { peer }),
-                    },
-                ]
+                self.enter(from, peer, FromRelay::PeerRejoined { peer })
             }
             ToRelay::JoinFailed { peer } if from == 0 => {
                 if let Some(c) = self.conn_of(peer) {
@@ -425,6 +385,33 @@ impl Sim {
             }
             _ => vec![],
         }
+    }
+
+    /// Puts connection `from` into the session as `peer`: Joined to it,
+    /// `notice` (PeerJoined or PeerRejoined) to the master.
+    fn enter(&mut self, from: Conn, peer: PeerId, notice: FromRelay) -> Vec<Delivery> {
+        let Some(s) = self.session.as_mut() else {
+            return vec![];
+        };
+        s.peers.insert(peer, from);
+        s.next_peer = s.next_peer.max(peer.0 + 1);
+        let (session, announce) = (s.id, s.announce.clone());
+        self.conn_peer.insert(from, peer);
+        let joined = FromRelay::Joined {
+            session,
+            peer,
+            announce,
+        };
+        vec![
+            Delivery {
+                to: from,
+                frame: self.relay_frame(peer, &joined),
+            },
+            Delivery {
+                to: 0,
+                frame: self.relay_frame(PeerId::MASTER, &notice),
+            },
+        ]
     }
 
     fn disconnect(&mut self, peer: PeerId, reason: LeaveReason) -> Vec<Delivery> {
