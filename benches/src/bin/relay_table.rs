@@ -881,9 +881,17 @@ fn tls_acceptor(id: &RelayIdentity) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(id.server_config()?)))
 }
 
+/// A bare quinn server on the relay's own kind of socket (the same receive
+/// buffer), so that the comparison is of what runs on it.
 fn quic_server(id: &RelayIdentity) -> Result<quinn::Endpoint> {
     let cfg = conclave_transport::quic::server_config(id)?;
-    Ok(quinn::Endpoint::server(cfg, "127.0.0.1:0".parse()?)?)
+    let socket = conclave_relay::quic_socket("127.0.0.1:0".parse()?)?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(cfg),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
 }
 
 // ---------------------------------------------------------------------------
