@@ -12,10 +12,11 @@
 //! | [`events`] | the typed events and commands both apps are thin over (JSON lines, R27) |
 //! | [`cli`] | the headless command line: events out as text or JSON lines, commands in |
 //!
-//! Dependencies beyond the protocol and transport crates: `tokio` and
-//! `futures-util` (already in the tree for the transports), `serde` for the
-//! events' JSON, `sha2` for the relay order, `rand_core`'s `OsRng` for IDs,
-//! passwords and the engines.
+//! Dependencies beyond the protocol and transport crates, all already in
+//! the tree for the relay: `tokio`, `futures-util` and `bytes`; `serde` and
+//! `serde_json` for the events' JSON; `sha2` for the relay order;
+//! `rand_core`'s `OsRng` for IDs, passwords and the engines; `zeroize` for
+//! passwords; `tracing` and `tracing-subscriber` for logs on standard error.
 #![forbid(unsafe_code)]
 
 pub mod build;
