@@ -10,6 +10,7 @@ use std::io::Write;
 use tokio::io::AsyncBufReadExt;
 
 use crate::events::{parse_command, Command, Event};
+use crate::screen::{ShareOptions, SourceSpec};
 use crate::session::Running;
 
 /// How events are printed.
@@ -64,6 +65,23 @@ pub fn run_and_exit(app: impl std::future::Future<Output = u8>) -> ! {
     };
     let code = runtime.block_on(app);
     std::process::exit(i32::from(code))
+}
+
+/// What to share when presenting, from a `--screen` argument: `none`, a
+/// [`SourceSpec`](crate::screen::SourceSpec), or (no argument) the X
+/// display in `DISPLAY` when there is one.
+pub fn share_option(arg: Option<&str>) -> Result<Option<ShareOptions>, String> {
+    match arg {
+        Some("none") => Ok(None),
+        Some(spec) => SourceSpec::parse(spec).map(|s| Some(ShareOptions::new(s))),
+        None if std::env::var_os("DISPLAY").is_some() => {
+            Ok(Some(ShareOptions::new(SourceSpec::X11 {
+                display: None,
+                monitor: None,
+            })))
+        }
+        None => Ok(None),
+    }
 }
 
 /// One event as a line of text.
@@ -146,6 +164,41 @@ pub fn describe(event: &Event) -> String {
             transport,
             gap_ms,
         } => format!("the session continues on relay {relay} over {transport} after {gap_ms} ms"),
+        Event::Presenter { peer } => match peer {
+            Some(1) => "the moderator presents".into(),
+            Some(p) => format!("participant {p} presents"),
+            None => "nobody presents".into(),
+        },
+        Event::Sharing { active, source } => {
+            if *active {
+                format!("sharing {source}: everyone in the session sees it")
+            } else {
+                "screen sharing stopped".into()
+            }
+        }
+        Event::ScreenStats {
+            from,
+            fps,
+            bytes_per_s,
+            latency_ms,
+            latency_max_ms,
+            width,
+            height,
+        } => format!(
+            "screen of {from} ({width}x{height}): {fps} fps, {:.1} KB/s, latency {latency_ms} ms (max {latency_max_ms} ms)",
+            *bytes_per_s as f64 / 1000.0
+        ),
+        Event::ControlRequested { by, seconds, default } => format!(
+            "{by} asks to control this computer: type \"allow\" or \"deny\" within {seconds} s (then: {default}); \"stop\" or F11 ends control at any time"
+        ),
+        Event::Control { peer, state, reason } => format!("remote control of participant {peer}: {state} ({reason})"),
+        Event::Recording { active, by } => {
+            if *active {
+                format!("{by} is recording this session")
+            } else {
+                format!("{by} stopped recording")
+            }
+        }
         Event::Warning { message } => format!("WARNING: {message}"),
         Event::Error { message } => format!("error: {message}"),
         Event::Ended { reason } => format!("session over: {reason}"),

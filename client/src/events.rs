@@ -4,7 +4,10 @@
 //! line of text or of JSON (`serde`), and parses [`Command`]s from its input;
 //! the windows of the later GUI draw from the same stream.
 
+use conclave_protocol::app::ControlEnd;
+use conclave_protocol::bounded::BoundedString;
 use conclave_protocol::frame::PeerId;
+use conclave_protocol::input::{InputEvent, MouseButton, NamedKey};
 use conclave_protocol::stage2::Rights;
 use serde::Serialize;
 
@@ -165,6 +168,64 @@ pub enum Event {
         /// For people.
         message: String,
     },
+    /// Who presents now (`None`: nobody; 1 is the moderator).
+    Presenter {
+        /// The presenter.
+        peer: Option<u32>,
+    },
+    /// This app started or stopped sharing its screen.
+    Sharing {
+        /// Whether it shares now.
+        active: bool,
+        /// What it shares.
+        source: String,
+    },
+    /// A viewer's figures, every second while screen frames arrive: the live
+    /// line.
+    ScreenStats {
+        /// The presenter.
+        from: u32,
+        /// Whole frames shown per second.
+        fps: u32,
+        /// Screen bytes received per second.
+        bytes_per_s: u64,
+        /// Mean capture-to-display latency in ms (by the presenter's and this
+        /// host's clocks: meaningful when they agree, as on one machine).
+        latency_ms: u64,
+        /// The interval's largest latency in ms.
+        latency_max_ms: u64,
+        /// Screen width.
+        width: u32,
+        /// Screen height.
+        height: u32,
+    },
+    /// The moderator asks to control this computer: answer `allow` or
+    /// `deny` before the countdown runs out.
+    ControlRequested {
+        /// Who asks.
+        by: String,
+        /// Seconds of countdown.
+        seconds: u32,
+        /// What happens when it runs out: "allow" or "deny".
+        default: &'static str,
+    },
+    /// Remote control of a participant changed: asked, active, denied or
+    /// ended.
+    Control {
+        /// The controlled participant.
+        peer: u32,
+        /// The new state.
+        state: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A recording started or stopped (R25).
+    Recording {
+        /// Whether it runs now.
+        active: bool,
+        /// Who records.
+        by: String,
+    },
     /// The session is over for this app; nothing follows.
     Ended {
         /// Why, for people.
@@ -189,6 +250,23 @@ pub enum Command {
     Chat(String),
     /// Leave (a participant) or end the session for everyone (the master).
     Leave,
+    /// (Master) who presents (the moderator is peer 1; `None`: nobody).
+    Present(Option<PeerId>),
+    /// (Master) ask a participant for remote control.
+    RequestControl(PeerId),
+    /// (Master) end remote control.
+    ReleaseControl,
+    /// (Master) input events, in order, for the participant that granted
+    /// control.
+    Input(Vec<InputEvent>),
+    /// (Participant) allow the pending control request.
+    AllowControl,
+    /// (Participant) deny the pending control request.
+    DenyControl,
+    /// (Participant) end remote control at once.
+    StopControl(ControlEnd),
+    /// (Participant) refuse control requests without asking (view only).
+    ViewOnly(bool),
 }
 
 /// The names of `rights`, for people and JSON.
@@ -240,7 +318,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
     };
     match word {
         "admit" => Ok(Command::Admit(peer()?)),
-        "deny" => Ok(Command::Deny(peer()?)),
+        "deny" if !rest.is_empty() => Ok(Command::Deny(peer()?)),
         "remove" => Ok(Command::Remove(peer()?)),
         "grant" => {
             let id = peer()?;
@@ -251,11 +329,116 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         "unlock" => Ok(Command::Lock(false)),
         "chat" | "say" if !rest.is_empty() => Ok(Command::Chat(rest.to_string())),
         "leave" | "end" | "quit" => Ok(Command::Leave),
+        "present" => match rest {
+            "me" => Ok(Command::Present(Some(PeerId::MASTER))),
+            "nobody" | "stop" => Ok(Command::Present(None)),
+            _ => Ok(Command::Present(Some(peer()?))),
+        },
+        "control" => Ok(Command::RequestControl(peer()?)),
+        "release" => Ok(Command::ReleaseControl),
+        "allow" => Ok(Command::AllowControl),
+        "deny" if rest.is_empty() => Ok(Command::DenyControl),
+        "stop" => Ok(Command::StopControl(ControlEnd::StopButton)),
+        "view-only" => match rest {
+            "on" | "" => Ok(Command::ViewOnly(true)),
+            "off" => Ok(Command::ViewOnly(false)),
+            _ => Err("view-only on or view-only off".into()),
+        },
+        "move" | "click" | "press" | "release-button" | "wheel" | "type" | "key" => {
+            input_command(word, rest).map(Command::Input)
+        }
         _ => Err(format!(
-            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, leave"
+            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
         )),
     }
 }
+
+/// Input events for `move X Y`, `click [left|middle|right]`, `press
+/// BUTTON`, `release-button BUTTON`, `wheel N`, `type TEXT`, `key NAME`.
+fn input_command(word: &str, rest: &str) -> Result<Vec<InputEvent>, String> {
+    let button = |name: &str| match name {
+        "" | "left" => Ok(MouseButton::Left),
+        "middle" => Ok(MouseButton::Middle),
+        "right" => Ok(MouseButton::Right),
+        other => Err(format!("unknown button {other:?}: left, middle or right")),
+    };
+    let number = |text: &str| -> Result<i64, String> {
+        text.parse()
+            .map_err(|_| format!("{text:?} is not a number"))
+    };
+    match word {
+        "move" => {
+            let mut it = rest.split_whitespace();
+            let (Some(x), Some(y)) = (it.next(), it.next()) else {
+                return Err("move X Y".into());
+            };
+            let x = u16::try_from(number(x)?).map_err(|_| "x out of range".to_string())?;
+            let y = u16::try_from(number(y)?).map_err(|_| "y out of range".to_string())?;
+            Ok(vec![InputEvent::MoveTo { x, y }])
+        }
+        "click" => {
+            let b = button(rest)?;
+            Ok(vec![
+                InputEvent::Button {
+                    button: b,
+                    pressed: true,
+                },
+                InputEvent::Button {
+                    button: b,
+                    pressed: false,
+                },
+            ])
+        }
+        "press" | "release-button" => Ok(vec![InputEvent::Button {
+            button: button(rest)?,
+            pressed: word == "press",
+        }]),
+        "wheel" => {
+            let dy = i8::try_from(number(rest)?).map_err(|_| "wheel -127..=127".to_string())?;
+            Ok(vec![InputEvent::Wheel { dx: 0, dy }])
+        }
+        "type" => Ok(vec![InputEvent::Text(
+            BoundedString::new(rest).map_err(|e| e.to_string())?,
+        )]),
+        _ => {
+            let key = NAMED_KEYS
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(rest))
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = NAMED_KEYS.iter().map(|(n, _)| *n).collect();
+                    format!("unknown key {rest:?}: {}", names.join(", "))
+                })?;
+            Ok(vec![
+                InputEvent::Key { key, pressed: true },
+                InputEvent::Key {
+                    key,
+                    pressed: false,
+                },
+            ])
+        }
+    }
+}
+
+/// Keys by the names commands use.
+const NAMED_KEYS: [(&str, NamedKey); 16] = [
+    ("Return", NamedKey::Return),
+    ("Tab", NamedKey::Tab),
+    ("Backspace", NamedKey::Backspace),
+    ("Delete", NamedKey::Delete),
+    ("Escape", NamedKey::Escape),
+    ("Left", NamedKey::Left),
+    ("Right", NamedKey::Right),
+    ("Up", NamedKey::Up),
+    ("Down", NamedKey::Down),
+    ("Home", NamedKey::Home),
+    ("End", NamedKey::End),
+    ("PageUp", NamedKey::PageUp),
+    ("PageDown", NamedKey::PageDown),
+    ("Shift", NamedKey::Shift),
+    ("Control", NamedKey::Control),
+    ("Alt", NamedKey::Alt),
+];
 
 #[cfg(test)]
 mod tests {
@@ -286,6 +469,26 @@ mod tests {
         assert!(parse_command("grant 2 root")
             .unwrap_err()
             .contains("unknown right"));
+        assert_eq!(
+            parse_command("present me"),
+            Ok(Command::Present(Some(PeerId::MASTER)))
+        );
+        assert_eq!(parse_command("deny"), Ok(Command::DenyControl));
+        assert_eq!(parse_command("deny 4"), Ok(Command::Deny(PeerId(4))));
+        assert_eq!(
+            parse_command("type hello world"),
+            Ok(Command::Input(vec![InputEvent::Text(
+                BoundedString::new("hello world").unwrap()
+            )]))
+        );
+        assert_eq!(
+            parse_command("move 10 20"),
+            Ok(Command::Input(vec![InputEvent::MoveTo { x: 10, y: 20 }]))
+        );
+        assert!(parse_command("key F13")
+            .unwrap_err()
+            .contains("unknown key"));
+        assert!(parse_command("move 70000 1").is_err());
         assert!(parse_command("dance")
             .unwrap_err()
             .contains("unknown command"));

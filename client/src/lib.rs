@@ -9,6 +9,8 @@
 //! | [`connect`] | QUIC → TLS/TCP → WebSocket with bounded attempts (R19), stage 1, measuring relays (R18) |
 //! | [`relays`] | the session's relay and failover order from its ID (R18); drawing IDs and passwords (R11) |
 //! | [`session`] | the runtime: relay liveness, failover, tamper abort, the engines behind one task |
+//! | [`screen`] | the screen pipeline's threads: presenter (capture, encode, latest frame wins) and viewer (decode, figures) |
+//! | [`collab`] | presenting, viewing and remote control over a session (R21, R22) |
 //! | [`events`] | the typed events and commands both apps are thin over (JSON lines, R27) |
 //! | [`cli`] | the headless command line: events out as text or JSON lines, commands in |
 //!
@@ -16,12 +18,16 @@
 //! the tree for the relay: `tokio`, `futures-util` and `bytes`; `serde` and
 //! `serde_json` for the events' JSON; `sha2` for the relay order;
 //! `rand_core`'s `OsRng` for IDs, passwords and the engines; `zeroize` for
-//! passwords; `tracing` and `tracing-subscriber` for logs on standard error.
+//! passwords; `tracing` and `tracing-subscriber` for logs on standard error;
+//! `conclave-media` (the screen codec) and `conclave-desktop` (X11 capture,
+//! input, the stop hotkey) for the screen pipeline.
 #![forbid(unsafe_code)]
 
 pub mod build;
 pub mod cli;
+pub mod collab;
 pub mod connect;
 pub mod events;
 pub mod relays;
+pub mod screen;
 pub mod session;

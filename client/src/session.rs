@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use conclave_protocol::artefact::RelayEntry;
-use conclave_protocol::frame::{PeerId, SessionId};
+use conclave_protocol::frame::{FrameClass, PeerId, SessionId};
 use conclave_protocol::sframe::SframeError;
 use conclave_protocol::sign::SigningIdentity;
 use conclave_protocol::stage1::{LeaveReason, Refusal, SessionKind, ToRelay};
@@ -42,6 +42,7 @@ use rand_core::OsRng;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
+use crate::collab::{Collab, MediaOptions, Out};
 use crate::connect::{bounded, measure, open, relay_frame, Attempts, ConnectError, RelayLink, Who};
 use crate::events::{rights_names, Command, Event, MemberInfo};
 use crate::relays::{draw_session_id, relay_order};
@@ -85,6 +86,8 @@ pub struct MasterOptions {
     pub who: Who,
     /// Connection attempt limits.
     pub attempts: Attempts,
+    /// What it shares and where it shows screens.
+    pub media: MediaOptions,
 }
 
 /// What a participant needs to join.
@@ -100,6 +103,8 @@ pub struct JoinOptions {
     pub who: Who,
     /// Connection attempt limits.
     pub attempts: Attempts,
+    /// What it shares and where it shows screens.
+    pub media: MediaOptions,
 }
 
 /// The app's handle on a running session.
@@ -166,6 +171,9 @@ fn is_tampering(e: &Stage2Error) -> bool {
     )
 }
 
+/// An opened frame for [`Collab`]: sender, class, plaintext.
+type Inbound = (PeerId, FrameClass, Vec<u8>);
+
 /// The engine-specific half of the runtime.
 trait Driver: Send + 'static {
     fn session(&self) -> SessionId;
@@ -175,8 +183,13 @@ trait Driver: Send + 'static {
     /// The engine underneath, to read its deadline.
     fn engine_ref(&self) -> &dyn Engine;
     fn command(&mut self, now: Millis, command: Command, out: &mut Vec<Event>);
-    /// Translates the engine's events; sets the end when one ends the session.
-    fn events(&mut self, out: &mut Vec<Event>);
+    /// Translates the engine's events; sets the end when one ends the
+    /// session. Opened frames of media and app classes go to `inbound`.
+    fn events(&mut self, out: &mut Vec<Event>, inbound: &mut Vec<Inbound>);
+    /// Seals `data` under the group key for everyone.
+    fn send_group(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error>;
+    /// Seals `data` under the pairwise key with `peer`.
+    fn send_to(&mut self, peer: PeerId, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error>;
     /// Whether the session can move to a new relay; `Err` with the reason.
     fn can_resume(&self) -> Result<(), String>;
     /// Moves to a new relay (after [`Driver::can_resume`]).
@@ -269,6 +282,9 @@ impl Driver for MasterDriver {
                 self.over = Some("you ended the session".into());
                 Ok(())
             }
+            other => Err(Stage2Error::Command(format!(
+                "{other:?} is not a moderator's command"
+            ))),
         };
         if let Err(e) = result {
             out.push(Event::Error {
@@ -277,7 +293,14 @@ impl Driver for MasterDriver {
         }
     }
 
-    fn events(&mut self, out: &mut Vec<Event>) {
+    fn send_group(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
+        self.engine.send_group(class, data)
+    }
+    fn send_to(&mut self, peer: PeerId, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
+        self.engine.send_to(peer, class, data)
+    }
+
+    fn events(&mut self, out: &mut Vec<Event>, inbound: &mut Vec<Inbound>) {
         while let Some(e) = self.engine.poll_event() {
             match e {
                 MasterEvent::SessionCreated => {
@@ -360,8 +383,7 @@ impl Driver for MasterDriver {
                     name: self.name(from),
                     text,
                 }),
-                // Media and files come with the screen-sharing work.
-                MasterEvent::Received { .. } => {}
+                MasterEvent::Received { from, class, data } => inbound.push((from, class, data)),
             }
         }
     }
@@ -431,7 +453,19 @@ impl Driver for ParticipantDriver {
         }
     }
 
-    fn events(&mut self, out: &mut Vec<Event>) {
+    fn send_group(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
+        self.engine.send_group(class, data)
+    }
+    fn send_to(&mut self, peer: PeerId, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
+        if peer != PeerId::MASTER {
+            return Err(Stage2Error::Command(
+                "a participant sends pairwise only to the moderator".into(),
+            ));
+        }
+        self.engine.send_to_master(class, data)
+    }
+
+    fn events(&mut self, out: &mut Vec<Event>, inbound: &mut Vec<Inbound>) {
         while let Some(e) = self.engine.poll_event() {
             match e {
                 ParticipantEvent::Refused(r) => {
@@ -501,7 +535,9 @@ impl Driver for ParticipantDriver {
                         .unwrap_or_else(|| from.to_string()),
                     text,
                 }),
-                ParticipantEvent::Received { .. } => {}
+                ParticipantEvent::Received { from, class, data } => {
+                    inbound.push((from, class, data))
+                }
                 ParticipantEvent::JoinFailed(reason) => {
                     let reason = format!("the join failed: {reason:?}");
                     out.push(Event::JoinFailed {
@@ -556,6 +592,8 @@ struct Credentials {
 /// The relay-facing half of the runtime, shared by both apps.
 struct Runtime<D> {
     driver: D,
+    /// Presenting, viewing, remote control.
+    collab: Collab,
     credentials: Credentials,
     /// The session's relays in failover order, and the one in use.
     order: Vec<RelayEntry>,
@@ -596,10 +634,62 @@ impl<D: Driver> Runtime<D> {
         true
     }
 
-    /// Passes the engine's events on; the return after a failover is reported.
-    async fn pass_events(&mut self, mut extra: Vec<Event>) {
-        self.driver.events(&mut extra);
-        for e in extra {
+    /// Carries out what [`Collab`] asks; events go to `events`.
+    fn apply(&mut self, outs: Vec<Out>, events: &mut Vec<Event>) {
+        let now = self.now();
+        for o in outs {
+            let result = match o {
+                Out::Group(class, data) => self.driver.send_group(class, &data).map_err(|e| {
+                    // Frames before the first epoch's key have nowhere to go.
+                    tracing::debug!("{class:?} frame not sent: {e}");
+                }),
+                Out::To(peer, class, data) => {
+                    self.driver.send_to(peer, class, &data).map_err(|e| {
+                        events.push(Event::Error {
+                            message: format!("cannot send to {peer}: {e}"),
+                        });
+                    })
+                }
+                Out::Command(c) => {
+                    self.driver.command(now, c, events);
+                    Ok(())
+                }
+                Out::Emit(e) => {
+                    events.push(e);
+                    Ok(())
+                }
+            };
+            let _ = result;
+        }
+    }
+
+    /// Passes the engine's events on (through [`Collab`], which may act on
+    /// them); the return after a failover is reported.
+    async fn pass_events(&mut self, mut pending: Vec<Event>) {
+        let me = self.driver.peer();
+        self.collab.set_me(me);
+        let mut all = Vec::new();
+        // Collab's answers can cause events of their own (a grant's Rights);
+        // a few rounds settle them.
+        for _ in 0..4 {
+            let mut inbound = Vec::new();
+            self.driver.events(&mut pending, &mut inbound);
+            let mut outs = Vec::new();
+            for (from, class, data) in inbound {
+                self.collab.inbound(from, class, data, &mut outs);
+            }
+            for e in &pending {
+                self.collab.observe(e, &mut outs);
+            }
+            all.append(&mut pending);
+            if outs.is_empty() {
+                break;
+            }
+            self.apply(outs, &mut pending);
+        }
+        all.append(&mut pending);
+        let _ = self.flush().await;
+        for e in all {
             if let Some(since) = self.away_since.filter(|_| self.driver.is_return(&e)) {
                 self.away_since = None;
                 let gap = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -618,11 +708,15 @@ impl<D: Driver> Runtime<D> {
     }
 
     async fn turn(&mut self, ping: &mut tokio::time::Interval) -> Turn {
-        let deadline = self
+        let engine_deadline = self
             .driver
             .engine_ref()
             .poll_timeout()
             .map(|t| self.origin + Duration::from_millis(t.0));
+        let deadline = match (engine_deadline, self.collab.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -658,11 +752,23 @@ impl<D: Driver> Runtime<D> {
             },
             command = self.commands.recv() => {
                 let now = self.now();
-                self.driver.command(now, command.unwrap_or(Command::Leave), &mut extra);
+                let mut outs = Vec::new();
+                if let Some(c) = self.collab.command(command.unwrap_or(Command::Leave), &mut outs) {
+                    self.driver.command(now, c, &mut extra);
+                }
+                self.apply(outs, &mut extra);
+            }
+            wake = self.collab.wake() => {
+                let mut outs = Vec::new();
+                self.collab.woke(wake, &mut outs);
+                self.apply(outs, &mut extra);
             }
             () = sleep => {
                 let now = self.now();
                 self.driver.engine().handle_timeout(now);
+                let mut outs = Vec::new();
+                self.collab.timeout(Instant::now(), &mut outs);
+                self.apply(outs, &mut extra);
             }
             _ = ping.tick() => {
                 if self.last_heard.elapsed() >= RELAY_SILENCE {
@@ -791,9 +897,11 @@ fn spawn<D: Driver>(
     at: usize,
     link: RelayLink,
     session: SessionId,
+    collab: impl FnOnce(mpsc::Sender<Command>) -> Collab,
 ) -> Running {
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (commands_tx, commands) = mpsc::channel(64);
+    let collab = collab(commands_tx.clone());
     let connected = Event::Connected {
         relay: link.relay.name.to_string(),
         transport: link.conn.transport.to_string(),
@@ -801,6 +909,7 @@ fn spawn<D: Driver>(
     let _ = events_tx.try_send(connected);
     let runtime = Runtime {
         driver,
+        collab,
         credentials,
         order,
         at,
@@ -872,6 +981,7 @@ pub async fn start_master(
         created_at: UnixTime::from_system(SystemTime::now()),
     };
     let engine = MasterSession::new(config, OsRng, Millis(0));
+    let (kind, media, policy) = (options.kind, options.media, build.config.profile.clone());
     let driver = MasterDriver {
         engine,
         kind: options.kind,
@@ -892,6 +1002,7 @@ pub async fn start_master(
         0,
         link,
         session,
+        |commands| Collab::master(kind, policy, media, commands),
     ))
 }
 
@@ -933,6 +1044,7 @@ pub async fn join(build: VerifiedBuild, options: JoinOptions) -> Result<Running,
     let Some((at, link)) = found else {
         return Err(StartError::NoRelayReachable(failures));
     };
+    let (media, policy) = (options.media, build.config.profile.clone());
     let driver = ParticipantDriver {
         engine,
         session: options.session,
@@ -952,6 +1064,7 @@ pub async fn join(build: VerifiedBuild, options: JoinOptions) -> Result<Running,
         at,
         link,
         options.session,
+        |commands| Collab::participant(policy, media, commands),
     ))
 }
 

@@ -106,6 +106,7 @@ async fn open(relays: &[RelayEntry]) -> (Running, String) {
         password: Some(Zeroizing::new(PASSWORD.into())),
         who: who(),
         attempts: attempts(),
+        media: Default::default(),
     };
     let mut m = start_master(build(Role::Master, relays.to_vec()), options)
         .await
@@ -133,6 +134,7 @@ async fn r18_master_opens_on_a_relay_that_answers_and_participants_follow_the_id
         name: "Guest".into(),
         who: who(),
         attempts: attempts(),
+        media: Default::default(),
     };
     let mut p = join(build(Role::Participant, relays.clone()), options)
         .await

@@ -9,6 +9,8 @@
 //! |---|---|
 //! | [`capture`] | X11 screen capture through MIT-SHM, with monitor selection (RandR) |
 //! | [`input`] | applying remote input events through XTEST (enigo) |
+//! | [`source`] | the capture as a [`conclave_media::stream::ScreenSource`] |
+//! | [`hotkey`] | the global stop hotkey (F11) |
 //! | [`xvfb`] | a virtual X server for tests, benchmarks and headless runs |
 //!
 //! ## Why x11rb with MIT-SHM
@@ -25,5 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod capture;
+pub mod hotkey;
 pub mod input;
+pub mod source;
 pub mod xvfb;

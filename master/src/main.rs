@@ -10,7 +10,9 @@
 //! SIGTERM ends the session for everyone. Nothing is written to disk (R14).
 
 use clap::{ArgGroup, Parser, Subcommand};
+use conclave_client::cli::share_option;
 use conclave_client::cli::{drive, print_extra, Output, EXIT_FAILED};
+use conclave_client::collab::MediaOptions;
 use conclave_client::connect::{Attempts, Who};
 use conclave_client::relays::generate_password;
 use conclave_client::session::{start_master, MasterOptions};
@@ -56,6 +58,9 @@ struct Start {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// What to share when you present (meetings): x11[:DISPLAY[:MONITOR]], synthetic:WORKLOAD[:WxH] or none [default: the X display in DISPLAY, if any].
+    #[arg(long, value_name = "SCREEN")]
+    screen: Option<String>,
 }
 
 fn main() {
@@ -71,6 +76,13 @@ fn main() {
     conclave_client::cli::init_logging();
     let output = Output::json_if(args.json);
     let who = Who::this_process();
+    let share = match share_option(args.screen.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conclave-master: {e}");
+            std::process::exit(2);
+        }
+    };
     let profile = &build.config.profile;
     let password = match args.password {
         Some(p) => Some(Zeroizing::new(p)),
@@ -90,6 +102,7 @@ fn main() {
         password: password.clone(),
         who,
         attempts: Attempts::default(),
+        media: MediaOptions { share, sink: None },
     };
     conclave_client::cli::run_and_exit(async move {
         let running = match start_master(build, options).await {

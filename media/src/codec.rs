@@ -133,7 +133,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode;
 
-use crate::frame::{Frame, Rect, ScreenSize, BYTES_PER_PIXEL};
+use crate::frame::{Frame, Rect, ScreenSize, BYTES_PER_PIXEL, MAX_HEIGHT, MAX_WIDTH};
 
 /// The one message-format version this crate speaks.
 pub const FORMAT_VERSION: u8 = 1;
@@ -560,6 +560,8 @@ pub struct ScreenDecoder {
     next_sequence: u64,
     last_complete: Option<u64>,
     awaiting_keyframe: bool,
+    /// The most pixels a screen may have; larger ones are refused.
+    max_pixels: u64,
     /// Decompressed tile bytes.
     scratch: Vec<u8>,
 }
@@ -592,7 +594,19 @@ impl ScreenDecoder {
             next_sequence: 0,
             last_complete: None,
             awaiting_keyframe: true,
+            max_pixels: u64::from(MAX_WIDTH) * u64::from(MAX_HEIGHT),
             scratch: vec![0; MAX_TILE_BYTES],
+        }
+    }
+
+    /// A decoder that refuses screens of more than `max_pixels` pixels, so
+    /// that a hostile 26-byte keyframe cannot make it allocate two canvases
+    /// of the largest size (2 × 256 MiB): a viewer caps what it accepts at
+    /// what it is prepared to show.
+    pub fn with_max_pixels(max_pixels: u64) -> Self {
+        Self {
+            max_pixels,
+            ..Self::new()
         }
     }
 
@@ -626,6 +640,10 @@ impl ScreenDecoder {
 
     fn try_apply(&mut self, bytes: &[u8]) -> Result<Applied, UpdateError> {
         let msg = UpdateMessage::parse(bytes)?;
+        let (width, height) = (msg.screen.width(), msg.screen.height());
+        if u64::from(width) * u64::from(height) > self.max_pixels {
+            return Err(UpdateError::ScreenSize { width, height });
+        }
         if msg.keyframe && msg.part == 0 {
             // A keyframe starts afresh, on a cleared work buffer; its later
             // parts must follow without a gap.
@@ -1694,6 +1712,25 @@ mod tests {
                 round_trip(workload, screen, 120);
             }
         }
+    }
+
+    #[test]
+    fn a_viewer_refuses_screens_larger_than_its_limit_before_allocating() {
+        let mut encoder = ScreenEncoder::new().unwrap();
+        let big = encoder
+            .encode(&Frame::filled(size(200, 100), Bgra::rgb(1, 2, 3)))
+            .unwrap();
+        let mut decoder = ScreenDecoder::with_max_pixels(100 * 100);
+        assert_eq!(
+            decoder.apply(&big.messages[0]),
+            Err(UpdateError::ScreenSize {
+                width: 200,
+                height: 100
+            })
+        );
+        assert!(decoder.canvas().is_none());
+        let mut roomy = ScreenDecoder::with_max_pixels(200 * 100);
+        assert!(apply_all(&mut roomy, &big).is_some());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`frame`] | a captured screen: BGRA pixels, bounded size, rectangles |
 //! | [`synthetic`] | a deterministic synthetic screen (typing, scrolling, a dragged window, video) with a frame-counter marker, for tests and benchmarks |
+//! | [`stream`] | where frames come from ([`stream::ScreenSource`]) and what a session's screen frames carry: packets of the tile codec or of the whole-frame zstd baseline, with the capture time |
 //! | [`codec`] | the lossless tile codec: changed 64×64 tiles as zstd of XOR deltas or copies, bounded update messages, a decoder that refuses malformed input and recovers from lost messages with a keyframe |
 //!
 //! ## Dependencies, and why
@@ -24,6 +25,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod stream;
 pub mod synthetic;
 
 pub use codec::{Applied, EncodedFrame, ScreenDecoder, ScreenEncoder, UpdateError};

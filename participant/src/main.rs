@@ -8,7 +8,9 @@
 //! scripts. Ctrl-C or SIGTERM leaves. Nothing is written to disk (R14).
 
 use clap::{Parser, Subcommand};
+use conclave_client::cli::share_option;
 use conclave_client::cli::{drive, Output, EXIT_FAILED};
+use conclave_client::collab::MediaOptions;
 use conclave_client::connect::{Attempts, Who};
 use conclave_client::session::{join, JoinOptions};
 use conclave_protocol::artefact::Role;
@@ -49,6 +51,9 @@ struct Join {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// What to share when asked to present (support: always): x11[:DISPLAY[:MONITOR]], synthetic:WORKLOAD[:WxH] or none [default: the X display in DISPLAY, if any].
+    #[arg(long, value_name = "SCREEN")]
+    screen: Option<String>,
 }
 
 fn parse_session(text: &str) -> Result<String, String> {
@@ -81,12 +86,20 @@ fn main() {
     conclave_client::cli::init_logging();
     let output = Output::json_if(args.json);
     let who = Who::this_process();
+    let share = match share_option(args.screen.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conclave-participant: {e}");
+            std::process::exit(2);
+        }
+    };
     let options = JoinOptions {
         session,
         password: args.password.map(Zeroizing::new),
         name: args.name.unwrap_or_else(|| who.os_user.to_string()),
         who,
         attempts: Attempts::default(),
+        media: MediaOptions { share, sink: None },
     };
     conclave_client::cli::run_and_exit(async move {
         match join(build, options).await {

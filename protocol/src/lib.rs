@@ -19,6 +19,7 @@
 //! | [`stage1`] | client ↔ relay: Hello / Welcome / Refused, the relay's admission checks, session control |
 //! | [`stage2`] | master ↔ participants through the relay: announce, PAKE join, epochs, roster, rights, engines |
 //! | [`input`] | remote input events (R22), carried under pairwise keys only |
+//! | [`app`] | what the apps tell each other (pairwise): who presents, remote-control consent and its end, keyframe requests, recording notices |
 //! | [`time`] | the two kinds of time the caller passes in |
 //!
 //! ## Dependencies, and why
@@ -41,6 +42,7 @@
 //! signing keys) is.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod artefact;
 pub mod bounded;
 pub mod codec;

@@ -246,6 +246,7 @@ async fn run_join(args: &Args) -> Result<()> {
         name: "bench".into(),
         who: who(),
         attempts: Attempts::default(),
+        media: Default::default(),
     };
     let t = Instant::now();
     let mut running = join(build(Role::Participant, vec![relay]), options).await?;
@@ -275,6 +276,7 @@ async fn master(relays: Vec<RelayEntry>) -> Result<(SessionId, Running)> {
         password: Some(Zeroizing::new(PASSWORD.into())),
         who: who(),
         attempts: Attempts::default(),
+        media: Default::default(),
     };
     let mut running = start_master(build(Role::Master, relays), options).await?;
     let session = running.handle.session;
@@ -553,6 +555,7 @@ async fn rekey(relay: &RelayProc, n: usize, rounds: usize) -> Result<(f64, f64)>
             name: format!("p{i}"),
             who: who(),
             attempts: Attempts::default(),
+            media: Default::default(),
         };
         list.push(join(build(Role::Participant, relays.clone()), options).await?);
     }
@@ -626,6 +629,7 @@ async fn failover(tls_only: bool) -> Result<(f64, f64, f64)> {
         name: "p".into(),
         who: who(),
         attempts: Attempts::default(),
+        media: Default::default(),
     };
     let mut p = join(build(Role::Participant, relays.clone()), options).await?;
     let relay = wait_for(&mut p, |e| match e {

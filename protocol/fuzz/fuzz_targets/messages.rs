@@ -2,6 +2,7 @@
 //! Whatever decodes must encode back to exactly the input (canonical encodings).
 #![no_main]
 
+use conclave_protocol::app::AppMessage;
 use conclave_protocol::codec::Message;
 use conclave_protocol::input::InputEvent;
 use conclave_protocol::stage1::{FromRelay, ToRelay};
@@ -23,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
-    match which % 9 {
+    match which % 10 {
         0 => round_trip::<ToRelay>(bytes),
         1 => round_trip::<FromRelay>(bytes),
         2 => round_trip::<Handshake>(bytes),
@@ -32,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         5 => round_trip::<Roster>(bytes),
         6 => round_trip::<RightsGrant>(bytes),
         7 => round_trip::<InputEvent>(bytes),
+        8 => round_trip::<AppMessage>(bytes),
         _ => round_trip::<Announce>(bytes),
     }
 });

@@ -1,0 +1,915 @@
+//! Presenting, viewing and remote control on top of a session (R21, R22):
+//! the rules of [`conclave_protocol::app`], kept by each app for itself.
+//!
+//! The runtime feeds [`Collab`] the session's events, the frames of media
+//! classes it opened, the app's commands and the time; `Collab` answers with
+//! [`Out`]s: frames to seal and send, commands for the engine (the master's
+//! rights grants) and events for the app.
+//!
+//! - **Who presents.** In a support session the master makes the customer
+//!   the presenter as soon as it is admitted (that is what joining a support
+//!   session is for; the customer's banner says so and shows who watches).
+//!   In a meeting the master presents on `present me`, hands the role to a
+//!   participant with `present N` (granting it the presenter right) and takes
+//!   it back the same way; the role moves only by the master's word, sent
+//!   pairwise ([`AppMessage::Presenter`]). Screen frames from anyone else are
+//!   dropped unseen.
+//! - **Remote control.** See the protocol module. The participant's side
+//!   applies input only in the `Active` state, which it enters only by its
+//!   user's consent or by the countdown's default from its own build's
+//!   policy, and leaves at once on Stop, the stop hotkey, a release, or
+//!   rights that no longer include control. Input arrives in frames of class
+//!   `Input`, which the engines open only under pairwise keys. While its
+//!   user keeps *view only* on, requests are refused without asking.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use conclave_protocol::app::{AppMessage, ControlEnd};
+use conclave_protocol::artefact::{CountdownDefault, PolicyProfile};
+use conclave_protocol::bounded::BoundedBytes;
+use conclave_protocol::codec::Message;
+use conclave_protocol::frame::{FrameClass, PeerId};
+use conclave_protocol::input::InputEvent;
+use conclave_protocol::stage1::SessionKind;
+use conclave_protocol::stage2::{Control, Rights};
+use tokio::sync::mpsc;
+
+use crate::events::{parse_rights, Command, Event};
+use crate::screen::{FrameSink, Presenter, ShareOptions, Viewer, ViewerReport};
+
+/// What the runtime does for [`Collab`].
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Seal under the group key and send to everyone.
+    Group(FrameClass, Vec<u8>),
+    /// Seal under the pairwise key with `peer` and send.
+    To(PeerId, FrameClass, Vec<u8>),
+    /// A command for the engine's side of the app (a rights grant).
+    Command(Command),
+    /// An event for the app.
+    Emit(Event),
+}
+
+/// The media an app brings to a session.
+#[derive(Default)]
+pub struct MediaOptions {
+    /// What this side shares when it presents (`None`: it cannot present).
+    pub share: Option<ShareOptions>,
+    /// Where decoded frames go (a window; `None`: only the figures).
+    pub sink: Option<Box<dyn FrameSink>>,
+}
+
+impl std::fmt::Debug for MediaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaOptions")
+            .field("share", &self.share)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+/// What wakes the runtime on [`Collab`]'s behalf.
+pub(crate) enum Wake {
+    /// The presenter's next frame, or its failure; `None`: it stopped.
+    Packets(Option<Result<Vec<Vec<u8>>, String>>),
+    /// The viewer's report.
+    Report(Option<ViewerReport>),
+}
+
+/// The master's view of one participant's remote control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Granted {
+    Asked,
+    Active,
+}
+
+/// The participant's remote-control state.
+#[derive(Debug)]
+enum Controlled {
+    Off,
+    Asking {
+        deadline: Instant,
+    },
+    Active {
+        input: std::sync::mpsc::Sender<InputEvent>,
+    },
+}
+
+/// Role-specific state.
+enum Side {
+    Master {
+        kind: SessionKind,
+        members: BTreeSet<PeerId>,
+        rights: BTreeMap<PeerId, Rights>,
+        control: BTreeMap<PeerId, Granted>,
+    },
+    Participant {
+        me: PeerId,
+        rights: Rights,
+        control: Controlled,
+        view_only: bool,
+        moderator: String,
+        /// Keeps the stop hotkey grabbed while control is active.
+        hotkey: Option<conclave_desktop::hotkey::StopHotkey>,
+    },
+}
+
+/// Presenting, viewing and control for one app; see the module docs.
+pub(crate) struct Collab {
+    side: Side,
+    policy: PolicyProfile,
+    share: Option<ShareOptions>,
+    sink: Option<Box<dyn FrameSink>>,
+    presenter: Option<PeerId>,
+    presenting: Option<Presenter>,
+    viewer: Option<Viewer>,
+    /// Where the app's own commands come in (the hotkey sends there).
+    commands: mpsc::Sender<Command>,
+}
+
+fn app(to: PeerId, msg: &AppMessage) -> Out {
+    let control = Control::App(BoundedBytes::new(msg.encode()).unwrap_or_default());
+    Out::To(to, FrameClass::Control, control.encode())
+}
+
+fn error(message: impl Into<String>) -> Out {
+    Out::Emit(Event::Error {
+        message: message.into(),
+    })
+}
+
+fn control_event(peer: PeerId, state: &'static str, reason: impl Into<String>) -> Out {
+    Out::Emit(Event::Control {
+        peer: peer.0,
+        state,
+        reason: reason.into(),
+    })
+}
+
+impl Collab {
+    /// The master's side.
+    pub(crate) fn master(
+        kind: SessionKind,
+        policy: PolicyProfile,
+        media: MediaOptions,
+        commands: mpsc::Sender<Command>,
+    ) -> Self {
+        Self::new(
+            Side::Master {
+                kind,
+                members: BTreeSet::new(),
+                rights: BTreeMap::new(),
+                control: BTreeMap::new(),
+            },
+            policy,
+            media,
+            commands,
+        )
+    }
+
+    /// A participant's side (its ID comes with [`Collab::set_me`]).
+    pub(crate) fn participant(
+        policy: PolicyProfile,
+        media: MediaOptions,
+        commands: mpsc::Sender<Command>,
+    ) -> Self {
+        Self::new(
+            Side::Participant {
+                me: PeerId::RELAY,
+                rights: Rights::NONE,
+                control: Controlled::Off,
+                view_only: false,
+                moderator: "the moderator".into(),
+                hotkey: None,
+            },
+            policy,
+            media,
+            commands,
+        )
+    }
+
+    fn new(
+        side: Side,
+        policy: PolicyProfile,
+        media: MediaOptions,
+        commands: mpsc::Sender<Command>,
+    ) -> Self {
+        Self {
+            side,
+            policy,
+            share: media.share,
+            sink: media.sink,
+            presenter: None,
+            presenting: None,
+            viewer: None,
+            commands,
+        }
+    }
+
+    /// The participant's ID, once the relay has given it.
+    pub(crate) fn set_me(&mut self, id: PeerId) {
+        if let Side::Participant { me, .. } = &mut self.side {
+            *me = id;
+        }
+    }
+
+    fn me(&self) -> PeerId {
+        match &self.side {
+            Side::Master { .. } => PeerId::MASTER,
+            Side::Participant { me, .. } => *me,
+        }
+    }
+
+    /// Waits for the presenter's next frame or the viewer's next report.
+    pub(crate) async fn wake(&mut self) -> Wake {
+        let (presenting, viewer) = (&mut self.presenting, &mut self.viewer);
+        tokio::select! {
+            p = async {
+                match presenting {
+                    Some(p) => p.packets.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Wake::Packets(p),
+            r = async {
+                match viewer {
+                    Some(v) => v.reports.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Wake::Report(r),
+        }
+    }
+
+    /// The next moment [`Collab::timeout`] has something to do.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match &self.side {
+            Side::Participant {
+                control: Controlled::Asking { deadline },
+                ..
+            } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// Acts on what woke the runtime.
+    pub(crate) fn woke(&mut self, wake: Wake, out: &mut Vec<Out>) {
+        match wake {
+            Wake::Packets(Some(Ok(packets))) => {
+                out.extend(
+                    packets
+                        .into_iter()
+                        .map(|p| Out::Group(FrameClass::Screen, p)),
+                );
+            }
+            Wake::Packets(Some(Err(e))) => {
+                self.stop_presenting(out);
+                out.push(error(format!("sharing the screen stopped: {e}")));
+            }
+            Wake::Packets(None) => self.stop_presenting(out),
+            Wake::Report(Some(ViewerReport::NeedKeyframe(why))) => {
+                tracing::debug!("asking for a keyframe: {why}");
+                self.ask_keyframe(out);
+            }
+            Wake::Report(Some(ViewerReport::Stats(s))) => out.push(Out::Emit(Event::ScreenStats {
+                from: self.presenter.map_or(0, |p| p.0),
+                fps: s.fps.round() as u32,
+                bytes_per_s: s.bytes_per_s.round() as u64,
+                latency_ms: s.latency_ms.round() as u64,
+                latency_max_ms: s.latency_max_ms.round() as u64,
+                width: s.width,
+                height: s.height,
+            })),
+            Wake::Report(None) => self.viewer = None,
+        }
+    }
+
+    /// Handles the app's command if it is one of sharing or control;
+    /// returns it otherwise.
+    pub(crate) fn command(&mut self, command: Command, out: &mut Vec<Out>) -> Option<Command> {
+        match (&mut self.side, command) {
+            (Side::Master { .. }, Command::Present(who)) => self.hand_presenter(who, out),
+            (Side::Master { .. }, Command::RequestControl(peer)) => self.request_control(peer, out),
+            (Side::Master { control, .. }, Command::ReleaseControl) => {
+                for (peer, _) in std::mem::take(control) {
+                    out.push(app(peer, &AppMessage::ReleaseControl));
+                    out.push(control_event(
+                        peer,
+                        "ended",
+                        ControlEnd::Released.describe(),
+                    ));
+                }
+            }
+            (Side::Master { control, .. }, Command::Input(events)) => {
+                let active: Vec<PeerId> = control
+                    .iter()
+                    .filter(|(_, g)| **g == Granted::Active)
+                    .map(|(p, _)| *p)
+                    .collect();
+                if active.is_empty() {
+                    out.push(error("no participant has granted remote control"));
+                }
+                for peer in active {
+                    for e in &events {
+                        out.push(Out::To(peer, FrameClass::Input, e.encode()));
+                    }
+                }
+            }
+            (Side::Participant { .. }, Command::AllowControl) => self.answer(true, false, out),
+            (Side::Participant { .. }, Command::DenyControl) => self.answer(false, false, out),
+            (Side::Participant { .. }, Command::StopControl(why)) => self.end_control(why, out),
+            (Side::Participant { view_only, .. }, Command::ViewOnly(on)) => {
+                *view_only = on;
+                if on {
+                    self.end_control(ControlEnd::StopButton, out);
+                }
+            }
+            (
+                Side::Participant { .. },
+                Command::Present(_)
+                | Command::RequestControl(_)
+                | Command::ReleaseControl
+                | Command::Input(_),
+            ) => out.push(error(
+                "only the moderator presents others, asks for control or sends input",
+            )),
+            (
+                Side::Master { .. },
+                Command::AllowControl
+                | Command::DenyControl
+                | Command::StopControl(_)
+                | Command::ViewOnly(_),
+            ) => out.push(error(
+                "only the participant whose computer is controlled answers or stops control",
+            )),
+            (_, other) => return Some(other),
+        }
+        None
+    }
+
+    /// Follows the session: who is in, with which rights, and new epochs.
+    pub(crate) fn observe(&mut self, event: &Event, out: &mut Vec<Out>) {
+        let me = self.me();
+        match (&mut self.side, event) {
+            (
+                Side::Master {
+                    kind,
+                    members,
+                    rights,
+                    ..
+                },
+                Event::Admitted { peer, .. },
+            ) => {
+                let peer = PeerId(*peer);
+                members.insert(peer);
+                if *kind == SessionKind::Support && self.policy.screen_sharing {
+                    // The customer shows its screen: that is the session.
+                    let r = rights.get(&peer).copied().unwrap_or(Rights::NONE);
+                    self.presenter = Some(peer);
+                    out.push(Out::Command(Command::Grant(
+                        peer,
+                        r.with(Rights::PRESENTER),
+                    )));
+                    out.push(app(peer, &AppMessage::Presenter(Some(peer))));
+                    self.ensure_viewer(out);
+                }
+            }
+            (
+                Side::Master {
+                    members,
+                    rights,
+                    control,
+                    ..
+                },
+                Event::Left { peer, .. },
+            ) => {
+                let peer = PeerId(*peer);
+                members.remove(&peer);
+                rights.remove(&peer);
+                control.remove(&peer);
+                if self.presenter == Some(peer) {
+                    self.presenter = None;
+                    self.broadcast_presenter(out);
+                }
+            }
+            (
+                Side::Master { rights, .. },
+                Event::Rights {
+                    peer,
+                    rights: names,
+                },
+            ) => {
+                if let Ok(r) = parse_rights(&names.join(",")) {
+                    rights.insert(PeerId(*peer), r);
+                }
+            }
+            (
+                Side::Participant {
+                    rights, control, ..
+                },
+                Event::Rights {
+                    peer,
+                    rights: names,
+                },
+            ) if PeerId(*peer) == me => {
+                *rights = parse_rights(&names.join(",")).unwrap_or(Rights::NONE);
+                let lost_control =
+                    !rights.contains(Rights::REMOTE_CONTROL) && !matches!(control, Controlled::Off);
+                let lost_presenter = !rights.contains(Rights::PRESENTER);
+                if lost_control {
+                    self.end_control(ControlEnd::RightWithdrawn, out);
+                }
+                if lost_presenter && self.presenting.is_some() {
+                    self.stop_presenting(out);
+                }
+            }
+            (Side::Participant { moderator, .. }, Event::Announced { moderator: m, .. }) => {
+                moderator.clone_from(m);
+            }
+            (_, Event::Epoch { .. }) => {
+                // Someone may be new: show them the whole picture.
+                if let Some(p) = &self.presenting {
+                    p.request_keyframe();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A frame of class Screen, Input or Control (app) from `from`.
+    pub(crate) fn inbound(
+        &mut self,
+        from: PeerId,
+        class: FrameClass,
+        data: Vec<u8>,
+        out: &mut Vec<Out>,
+    ) {
+        match class {
+            FrameClass::Screen => {
+                if self.presenter != Some(from) || from == self.me() {
+                    tracing::debug!("screen frame from {from}, who does not present: dropped");
+                    return;
+                }
+                if let Some(v) = &self.viewer {
+                    v.offer(Bytes::from(data));
+                }
+            }
+            FrameClass::Input => self.input(from, &data, out),
+            FrameClass::Control => match AppMessage::decode(&data) {
+                Ok(msg) => self.app_message(from, msg, out),
+                Err(e) => tracing::debug!("app message from {from} refused: {e}"),
+            },
+            _ => {}
+        }
+    }
+
+    /// Runs the countdown.
+    pub(crate) fn timeout(&mut self, now: Instant, out: &mut Vec<Out>) {
+        if self.deadline().is_some_and(|d| d <= now) {
+            let accept = self.policy.countdown_default == CountdownDefault::Accept;
+            self.answer(accept, true, out);
+        }
+    }
+
+    fn app_message(&mut self, from: PeerId, msg: AppMessage, out: &mut Vec<Out>) {
+        let me = self.me();
+        match (&mut self.side, msg) {
+            (_, AppMessage::KeyframeRequest) => {
+                if let Some(p) = &self.presenting {
+                    p.request_keyframe();
+                } else if let (Side::Master { .. }, Some(p)) = (&self.side, self.presenter) {
+                    if p != from {
+                        out.push(app(p, &AppMessage::KeyframeRequest));
+                    }
+                }
+            }
+            (Side::Participant { .. }, AppMessage::Presenter(who)) if from == PeerId::MASTER => {
+                self.presenter = who;
+                out.push(Out::Emit(Event::Presenter {
+                    peer: who.map(|p| p.0),
+                }));
+                if who == Some(me) {
+                    self.start_presenting(out);
+                } else {
+                    self.stop_presenting(out);
+                    if who.is_some() {
+                        self.ensure_viewer(out);
+                    }
+                }
+            }
+            (Side::Participant { .. }, AppMessage::ControlRequest) if from == PeerId::MASTER => {
+                self.control_requested(out);
+            }
+            (Side::Participant { .. }, AppMessage::ReleaseControl) if from == PeerId::MASTER => {
+                self.end_control(ControlEnd::Released, out);
+            }
+            (
+                Side::Master { control, .. },
+                AppMessage::ControlAnswer {
+                    granted,
+                    by_default,
+                },
+            ) => {
+                if control.get(&from) != Some(&Granted::Asked) {
+                    return;
+                }
+                let how = if by_default {
+                    "by the countdown's default"
+                } else {
+                    "by the participant"
+                };
+                if granted {
+                    control.insert(from, Granted::Active);
+                    out.push(control_event(from, "active", format!("granted {how}")));
+                } else {
+                    control.remove(&from);
+                    out.push(control_event(from, "denied", format!("denied {how}")));
+                }
+            }
+            (Side::Master { control, .. }, AppMessage::ControlEnded(why)) => {
+                if control.remove(&from).is_some() {
+                    out.push(control_event(from, "ended", why.describe()));
+                }
+            }
+            (_, AppMessage::Recording { active, by }) => out.push(Out::Emit(Event::Recording {
+                active,
+                by: by.as_str().to_string(),
+            })),
+            (_, other) => tracing::debug!("app message {other:?} from {from} ignored"),
+        }
+    }
+
+    fn input(&mut self, from: PeerId, data: &[u8], out: &mut Vec<Out>) {
+        let Side::Participant { control, .. } = &mut self.side else {
+            return;
+        };
+        if from != PeerId::MASTER {
+            return;
+        }
+        let Controlled::Active { input } = control else {
+            tracing::debug!("input while control is not granted: dropped");
+            return;
+        };
+        match InputEvent::decode(data) {
+            Ok(event) => {
+                if input.send(event).is_err() {
+                    out.push(error("remote input can no longer be applied"));
+                    self.end_control(ControlEnd::StopButton, out);
+                }
+            }
+            Err(e) => tracing::debug!("input event refused: {e}"),
+        }
+    }
+
+    fn ensure_viewer(&mut self, out: &mut Vec<Out>) {
+        if self.viewer.is_none() {
+            match Viewer::start(self.sink.take()) {
+                Ok(v) => self.viewer = Some(v),
+                Err(e) => out.push(error(format!("cannot show screens: {e}"))),
+            }
+        }
+    }
+
+    fn ask_keyframe(&mut self, out: &mut Vec<Out>) {
+        match (&self.side, self.presenter) {
+            (Side::Participant { .. }, Some(_)) => {
+                out.push(app(PeerId::MASTER, &AppMessage::KeyframeRequest));
+            }
+            (Side::Master { .. }, Some(p)) if p != PeerId::MASTER => {
+                out.push(app(p, &AppMessage::KeyframeRequest));
+            }
+            _ => {}
+        }
+    }
+
+    fn start_presenting(&mut self, out: &mut Vec<Out>) {
+        if self.presenting.is_some() {
+            return;
+        }
+        let Some(share) = &self.share else {
+            out.push(error(
+                "asked to present, but this app has no screen to share: run it on a display or with --screen",
+            ));
+            return;
+        };
+        match Presenter::start(share) {
+            Ok(p) => {
+                self.presenting = Some(p);
+                out.push(Out::Emit(Event::Sharing {
+                    active: true,
+                    source: share.source.describe(),
+                }));
+            }
+            Err(e) => out.push(error(format!(
+                "cannot share {}: {e}",
+                share.source.describe()
+            ))),
+        }
+    }
+
+    fn stop_presenting(&mut self, out: &mut Vec<Out>) {
+        if self.presenting.take().is_some() {
+            out.push(Out::Emit(Event::Sharing {
+                active: false,
+                source: self
+                    .share
+                    .as_ref()
+                    .map(|s| s.source.describe())
+                    .unwrap_or_default(),
+            }));
+        }
+    }
+
+    fn broadcast_presenter(&mut self, out: &mut Vec<Out>) {
+        let Side::Master { members, .. } = &self.side else {
+            return;
+        };
+        for peer in members {
+            out.push(app(*peer, &AppMessage::Presenter(self.presenter)));
+        }
+        out.push(Out::Emit(Event::Presenter {
+            peer: self.presenter.map(|p| p.0),
+        }));
+    }
+
+    /// Master: `who` presents from now on (`None`: nobody).
+    fn hand_presenter(&mut self, who: Option<PeerId>, out: &mut Vec<Out>) {
+        let Side::Master {
+            members, rights, ..
+        } = &self.side
+        else {
+            return;
+        };
+        if !self.policy.screen_sharing {
+            out.push(error("screen sharing is disabled by this session's policy"));
+            return;
+        }
+        if let Some(p) = who.filter(|p| *p != PeerId::MASTER) {
+            if !members.contains(&p) {
+                out.push(error(format!("{p} is not in the session")));
+                return;
+            }
+            if !self.policy.presenter_handover {
+                out.push(error(
+                    "handing the presenter role on is disabled by this session's policy",
+                ));
+                return;
+            }
+        }
+        // The one who presented loses the right; the new one gets it.
+        if let Some(old) = self
+            .presenter
+            .filter(|p| *p != PeerId::MASTER && Some(*p) != who)
+        {
+            let r = rights.get(&old).copied().unwrap_or(Rights::NONE);
+            out.push(Out::Command(Command::Grant(
+                old,
+                Rights(r.0 & !Rights::PRESENTER.0),
+            )));
+        }
+        if let Some(p) = who.filter(|p| *p != PeerId::MASTER) {
+            let r = rights.get(&p).copied().unwrap_or(Rights::NONE);
+            out.push(Out::Command(Command::Grant(p, r.with(Rights::PRESENTER))));
+        }
+        self.presenter = who;
+        if who == Some(PeerId::MASTER) {
+            self.start_presenting(out);
+        } else {
+            self.stop_presenting(out);
+            if who.is_some() {
+                self.ensure_viewer(out);
+            }
+        }
+        self.broadcast_presenter(out);
+    }
+
+    /// Master: asks `peer` for control (granting the right first).
+    fn request_control(&mut self, peer: PeerId, out: &mut Vec<Out>) {
+        let Side::Master {
+            members,
+            rights,
+            control,
+            ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        if !self.policy.remote_control {
+            out.push(error("remote control is disabled by this session's policy"));
+            return;
+        }
+        if !members.contains(&peer) {
+            out.push(error(format!("{peer} is not in the session")));
+            return;
+        }
+        let r = rights.get(&peer).copied().unwrap_or(Rights::NONE);
+        if !r.contains(Rights::REMOTE_CONTROL) {
+            out.push(Out::Command(Command::Grant(
+                peer,
+                r.with(Rights::REMOTE_CONTROL),
+            )));
+        }
+        control.insert(peer, Granted::Asked);
+        out.push(app(peer, &AppMessage::ControlRequest));
+        out.push(control_event(
+            peer,
+            "asked",
+            "waiting for the participant's answer",
+        ));
+    }
+
+    /// Participant: the master asks for control.
+    fn control_requested(&mut self, out: &mut Vec<Out>) {
+        let seconds = u32::from(self.policy.control_countdown_secs);
+        let default = match self.policy.countdown_default {
+            CountdownDefault::Accept => "allow",
+            CountdownDefault::Deny => "deny",
+        };
+        let can_inject = self
+            .share
+            .as_ref()
+            .and_then(|s| s.source.display())
+            .is_some();
+        let Side::Participant {
+            me,
+            rights,
+            control,
+            view_only,
+            moderator,
+            ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        let me = *me;
+        let refuse = if !rights.contains(Rights::REMOTE_CONTROL) {
+            Some("the request came without the remote-control right")
+        } else if !self.policy.remote_control {
+            Some("remote control is disabled by this build's policy")
+        } else if *view_only {
+            Some("view only is on")
+        } else if !can_inject {
+            Some("this app shares no display that input could reach")
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            out.push(app(
+                PeerId::MASTER,
+                &AppMessage::ControlAnswer {
+                    granted: false,
+                    by_default: false,
+                },
+            ));
+            out.push(control_event(me, "denied", why));
+            return;
+        }
+        if !matches!(control, Controlled::Off) {
+            return;
+        }
+        *control = Controlled::Asking {
+            deadline: Instant::now() + Duration::from_secs(u64::from(seconds)),
+        };
+        out.push(Out::Emit(Event::ControlRequested {
+            by: moderator.clone(),
+            seconds,
+            default,
+        }));
+    }
+
+    /// Participant: the answer to a pending request.
+    fn answer(&mut self, granted: bool, by_default: bool, out: &mut Vec<Out>) {
+        let display = self
+            .share
+            .as_ref()
+            .and_then(|s| s.source.display())
+            .map(|d| d.map(str::to_string));
+        let origin = self.presenting.as_ref().map_or((0, 0), |p| p.origin);
+        let commands = self.commands.clone();
+        let Side::Participant {
+            me,
+            control,
+            hotkey,
+            ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        let me = *me;
+        if !matches!(control, Controlled::Asking { .. }) {
+            out.push(error("nobody is asking for control"));
+            return;
+        }
+        let how = if by_default {
+            "by the countdown's default"
+        } else {
+            "by you"
+        };
+        let started = granted
+            .then(|| display.ok_or_else(|| "no display".to_string()))
+            .transpose()
+            .and_then(|d| d.map(|d| start_injector(d, origin)).transpose());
+        match started {
+            Ok(Some(input)) => {
+                *control = Controlled::Active { input };
+                *hotkey = grab_hotkey(&self.share, commands, out);
+                out.push(app(
+                    PeerId::MASTER,
+                    &AppMessage::ControlAnswer {
+                        granted: true,
+                        by_default,
+                    },
+                ));
+                out.push(control_event(
+                    me,
+                    "active",
+                    format!("granted {how}; press F11 or Stop to end it"),
+                ));
+            }
+            Ok(None) | Err(_) => {
+                if let Err(e) = started {
+                    out.push(error(format!("remote control cannot start: {e}")));
+                }
+                *control = Controlled::Off;
+                out.push(app(
+                    PeerId::MASTER,
+                    &AppMessage::ControlAnswer {
+                        granted: false,
+                        by_default,
+                    },
+                ));
+                out.push(control_event(me, "denied", format!("denied {how}")));
+            }
+        }
+    }
+
+    /// Participant: control is over, at once.
+    fn end_control(&mut self, why: ControlEnd, out: &mut Vec<Out>) {
+        let Side::Participant {
+            me,
+            control,
+            hotkey,
+            ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        // Dropping the sender ends the injector thread, which releases any
+        // key or button still held.
+        let was = std::mem::replace(control, Controlled::Off);
+        *hotkey = None;
+        if matches!(was, Controlled::Off) {
+            return;
+        }
+        if why != ControlEnd::Released {
+            out.push(app(PeerId::MASTER, &AppMessage::ControlEnded(why)));
+        }
+        out.push(control_event(*me, "ended", why.describe()));
+    }
+}
+
+/// Starts the thread that applies input to `display`.
+fn start_injector(
+    display: Option<String>,
+    origin: (i16, i16),
+) -> Result<std::sync::mpsc::Sender<InputEvent>, String> {
+    let mut injector = conclave_desktop::input::Injector::connect(display.as_deref(), origin)
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::channel::<InputEvent>();
+    std::thread::Builder::new()
+        .name("input".into())
+        .spawn(move || {
+            for event in rx {
+                if let Err(e) = injector.apply(&event) {
+                    tracing::warn!("remote input not applied: {e}");
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(tx)
+}
+
+/// Grabs the stop hotkey on the shared display; its presses come back as
+/// commands.
+fn grab_hotkey(
+    share: &Option<ShareOptions>,
+    commands: mpsc::Sender<Command>,
+    out: &mut Vec<Out>,
+) -> Option<conclave_desktop::hotkey::StopHotkey> {
+    let display = share.as_ref()?.source.display()?;
+    match conclave_desktop::hotkey::StopHotkey::grab(
+        display,
+        conclave_desktop::hotkey::STOP_KEYSYM,
+        move || {
+            let _ = commands.try_send(Command::StopControl(ControlEnd::Hotkey));
+        },
+    ) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            out.push(Out::Emit(Event::Warning {
+                message: format!("the stop hotkey is not available ({e}); use Stop"),
+            }));
+            None
+        }
+    }
+}
