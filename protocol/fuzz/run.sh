@@ -4,7 +4,7 @@
 #   protocol/fuzz/run.sh SECONDS [TARGET...]     (from any directory)
 #
 # Targets: frame messages artefacts stage1 master participant trailer screen
-# (all by default).
+# recording files (all by default).
 # First writes the seed inputs (src/bin/seeds.rs) into corpus/<target>/, then
 # runs `cargo fuzz run` on each target with -max_total_time=SECONDS. Exits
 # non-zero if any target crashes (panic, failed assertion, ASan report,
@@ -25,7 +25,7 @@
 #   FUZZ_ARGS                 extra libFuzzer arguments, e.g. "-jobs=2 -workers=2"
 set -euo pipefail
 
-all_targets=(frame messages artefacts stage1 master participant trailer screen)
+all_targets=(frame messages artefacts stage1 master participant trailer screen recording files)
 
 usage() {
   echo "usage: $0 SECONDS [TARGET...]" >&2
@@ -51,6 +51,10 @@ max_len() {
     master | participant) echo 70000 ;;
     # A few update messages: tiles of up to 16 KiB each.
     screen) echo 70000 ;;
+    # A few short entries and their checkpoints (110 bytes each).
+    recording) echo 16384 ;;
+    # One message: a full chunk is 64 KiB and a few bytes.
+    files) echo 66000 ;;
   esac
 }
 

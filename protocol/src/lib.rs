@@ -19,7 +19,9 @@
 //! | [`stage1`] | client ↔ relay: Hello / Welcome / Refused, the relay's admission checks, session control |
 //! | [`stage2`] | master ↔ participants through the relay: announce, PAKE join, epochs, roster, rights, engines |
 //! | [`input`] | remote input events (R22), carried under pairwise keys only |
+//! | [`recording`] | signed, hash-chained session recordings (R25): writer, verifying reader |
 //! | [`app`] | what the apps tell each other (pairwise): who presents, remote-control consent and its end, keyframe requests, recording notices |
+//! | [`files`] | file transfer messages (R23): offer, accept, chunks, receipt; resumable and bounded |
 //! | [`time`] | the two kinds of time the caller passes in |
 //!
 //! ## Dependencies, and why
@@ -46,8 +48,10 @@ pub mod app;
 pub mod artefact;
 pub mod bounded;
 pub mod codec;
+pub mod files;
 pub mod frame;
 pub mod input;
+pub mod recording;
 pub mod sframe;
 pub mod sign;
 pub mod stage1;

@@ -19,6 +19,7 @@ use conclave_protocol::bounded::{BoundedBytes, BoundedVec};
 use conclave_protocol::codec::Message;
 use conclave_protocol::fixtures;
 use conclave_protocol::frame::{plain_frame, FrameClass, FrameRef, PeerId, RoutingHeader};
+use conclave_protocol::recording::{self, RecordingWriter};
 use conclave_protocol::sframe::{
     FrameSealer, KeyId, KeyScope, SealBuf, SframeHeader, SframeKey, MAX_SFRAME_HEADER_LEN, TAG_LEN,
 };
@@ -691,6 +692,88 @@ fn main() {
             if is_master { "master" } else { "participant" },
             &file,
         );
+    }
+
+    // ------------------------------------------------ recordings (R25)
+    let recorder = || {
+        RecordingWriter::new(
+            Vec::new(),
+            &master_identity,
+            SESSION,
+            "Alice Agent",
+            fixtures::NOW,
+        )
+        .unwrap()
+    };
+    let mut w = recorder();
+    w.note(0, "recording started").unwrap();
+    w.screen(40, &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9]).unwrap();
+    w.chat(120, PARTICIPANT, "Bob", "hello from Bob").unwrap();
+    w.checkpoint().unwrap();
+    w.note(2_500, "Carol joined").unwrap();
+    w.chat(2_600, PeerId::MASTER, "Alice Agent", "welcome")
+        .unwrap();
+    let crashed = w.get_ref().clone();
+    let finished = w.finish().unwrap();
+    assert!(recording::verify(&finished[..]).unwrap().finished);
+    seeds.write("recording", "finished", &finished);
+    seeds.write("recording", "crashed", &crashed);
+    let mut w = recorder();
+    for i in 0..70u64 {
+        w.note(i * 10, "tick").unwrap();
+    }
+    seeds.write("recording", "auto-checkpoints", &w.finish().unwrap());
+    seeds.write("recording", "empty", &recorder().finish().unwrap());
+
+    // ------------------------------------------------ file transfer (R23)
+    {
+        use conclave_protocol::bounded::BoundedString;
+        use conclave_protocol::files::{CancelReason, FileMessage, Offer, CHUNK};
+        let chunk = |offset: u64, len: usize| FileMessage::Chunk {
+            id: 3,
+            offset,
+            data: BoundedBytes::new(vec![0x5a; len]).unwrap(),
+        };
+        let files = [
+            (
+                "offer",
+                FileMessage::Offer(Offer {
+                    id: 3,
+                    name: BoundedString::new("crash report (2).tar.gz").unwrap(),
+                    size: 150_000,
+                    sha256: [0x42; 32],
+                }),
+            ),
+            (
+                "accept-resume",
+                FileMessage::Accept {
+                    id: 3,
+                    from_offset: 65_536,
+                },
+            ),
+            ("decline", FileMessage::Decline { id: 3 }),
+            ("chunk-small", chunk(131_072, 100)),
+            ("chunk-empty", chunk(150_000, 0)),
+            ("chunk-full", chunk(0, CHUNK)),
+            ("received", FileMessage::Received { id: 3 }),
+            (
+                "cancel",
+                FileMessage::Cancel {
+                    id: 3,
+                    reason: CancelReason::SourceUnreadable,
+                },
+            ),
+            (
+                "stop",
+                FileMessage::Stop {
+                    id: u32::MAX,
+                    reason: CancelReason::Integrity,
+                },
+            ),
+        ];
+        for (name, msg) in files {
+            seeds.write("files", name, &msg.encode());
+        }
     }
 
     eprintln!(

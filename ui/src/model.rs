@@ -1,0 +1,176 @@
+//! What the windows show: the [`Model`] the app keeps up to date, shared
+//! with the window as a [`SharedModel`].
+//!
+//! The model holds only what a person is to see, in words ready to show
+//! (a peer's name, its rights, a status line); the app turns its session
+//! state into it and the windows draw it as it is. The one clock it carries,
+//! a countdown, is counted by the app: the windows only display
+//! `seconds_left`.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// How many notice lines [`Model::push_notice`] keeps.
+pub const MAX_NOTICES: usize = 8;
+
+/// One peer in the session, as the roster shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberView {
+    /// The peer's number in the session's roster.
+    pub peer: u32,
+    /// Its display name.
+    pub name: String,
+    /// Its rights, in words (e.g. "view", "control", "files").
+    pub rights: Vec<String>,
+}
+
+/// Where remote control stands (R22), as this window's user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlView {
+    /// No one controls the shared screen.
+    #[default]
+    Off,
+    /// Control was asked for; the participant's consent countdown runs.
+    Asked {
+        /// Seconds until the countdown ends.
+        seconds_left: u32,
+    },
+    /// The master's input reaches the participant's desktop.
+    Active,
+    /// Control is granted but the master watches only: no input is sent.
+    ViewOnly,
+}
+
+/// The participant's consent question while someone asks for control (R22).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsentPrompt {
+    /// Who asks (a display name).
+    pub who: String,
+    /// Seconds until the countdown ends.
+    pub seconds_left: u32,
+    /// What happens when it ends without an answer: control starts (true)
+    /// or is refused (false), per policy.
+    pub default_accept: bool,
+}
+
+/// Everything a window shows besides the remote screen.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Model {
+    /// The session's name, shown at the top.
+    pub title: String,
+    /// One line of figures, e.g. "30 fps · 120 KB/s · 12 ms".
+    pub status_line: String,
+    /// Who is connected, with which rights.
+    pub members: Vec<MemberView>,
+    /// Where remote control stands.
+    pub control: ControlView,
+    /// The consent question, while one is open (participant only).
+    pub consent: Option<ConsentPrompt>,
+    /// The last few lines of chat, joins, leaves, "recording started"…,
+    /// oldest first.
+    pub notices: Vec<String>,
+    /// Why the session ended, once it has: the window shows it and closes.
+    pub ended: Option<String>,
+}
+
+impl Model {
+    /// Appends a notice line, dropping the oldest beyond [`MAX_NOTICES`].
+    pub fn push_notice(&mut self, line: impl Into<String>) {
+        self.notices.push(line.into());
+        let excess = self.notices.len().saturating_sub(MAX_NOTICES);
+        self.notices.drain(..excess);
+    }
+}
+
+/// The [`Model`] shared between the app, which updates it, and a window,
+/// which draws it. Cheap to clone; every clone is the same model.
+#[derive(Debug, Clone, Default)]
+pub struct SharedModel {
+    inner: Arc<Mutex<Shared>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    model: Model,
+    /// The open window's context, to ask for a repaint.
+    repaint: Option<eframe::egui::Context>,
+}
+
+impl SharedModel {
+    /// Shares `model`.
+    pub fn new(model: Model) -> SharedModel {
+        SharedModel {
+            inner: Arc::new(Mutex::new(Shared {
+                model,
+                repaint: None,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // Poisoned only if an update closure panicked; what it left is
+        // still a model a window can draw.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the model with `f` and asks the open window, if any, to
+    /// repaint. Keep `f` short: the window waits for it.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Model) -> R) -> R {
+        let (result, repaint) = {
+            let mut shared = self.lock();
+            let result = f(&mut shared.model);
+            (result, shared.repaint.clone())
+        };
+        if let Some(ctx) = repaint {
+            ctx.request_repaint();
+        }
+        result
+    }
+
+    /// A copy of the model as it is now.
+    pub fn snapshot(&self) -> Model {
+        self.lock().model.clone()
+    }
+
+    /// Lets [`update`](Self::update) ask `ctx` to repaint (`None`: stop).
+    pub(crate) fn set_repaint(&self, ctx: Option<eframe::egui::Context>) {
+        self.lock().repaint = ctx;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_keep_the_last_few() {
+        let mut m = Model::default();
+        for i in 0..MAX_NOTICES + 3 {
+            m.push_notice(format!("line {i}"));
+        }
+        assert_eq!(m.notices.len(), MAX_NOTICES);
+        assert_eq!(m.notices.first().map(String::as_str), Some("line 3"));
+        assert_eq!(
+            m.notices.last().map(String::as_str),
+            Some(format!("line {}", MAX_NOTICES + 2).as_str())
+        );
+    }
+
+    #[test]
+    fn updates_are_seen_by_every_clone() {
+        let app = SharedModel::new(Model::default());
+        let window = app.clone();
+        let got = app.update(|m| {
+            m.control = ControlView::Active;
+            m.members.push(MemberView {
+                peer: 2,
+                name: "Ada".into(),
+                rights: vec!["control".into()],
+            });
+            7
+        });
+        assert_eq!(got, 7);
+        let seen = window.snapshot();
+        assert_eq!(seen.control, ControlView::Active);
+        assert_eq!(seen.members.len(), 1);
+    }
+}
