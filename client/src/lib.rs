@@ -11,6 +11,7 @@
 //! | [`session`] | the runtime: relay liveness, failover, tamper abort, the engines behind one task |
 //! | [`screen`] | the screen pipeline's threads: presenter (capture, encode, latest frame wins) and viewer (decode, figures) |
 //! | [`collab`] | presenting, viewing and remote control over a session (R21, R22) |
+//! | [`files`] | file transfer (R23): offers, consent, resumable chunks checked by SHA-256, names that cannot leave the chosen folder |
 //! | [`events`] | the typed events and commands both apps are thin over (JSON lines, R27) |
 //! | [`cli`] | the headless command line: events out as text or JSON lines, commands in |
 //!
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod collab;
 pub mod connect;
 pub mod events;
+pub mod files;
 pub mod relays;
 pub mod screen;
 pub mod session;
