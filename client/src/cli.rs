@@ -68,7 +68,7 @@ pub fn run_and_exit(app: impl std::future::Future<Output = u8>) -> ! {
 }
 
 /// What to share when presenting, from a `--screen` argument: `none`, a
-/// [`SourceSpec`](crate::screen::SourceSpec), or (no argument) the X
+/// [`SourceSpec`], or (no argument) the X
 /// display in `DISPLAY` when there is one.
 pub fn share_option(arg: Option<&str>) -> Result<Option<ShareOptions>, String> {
     match arg {

@@ -1,9 +1,9 @@
 //! Presenting, viewing and remote control on top of a session (R21, R22):
 //! the rules of [`conclave_protocol::app`], kept by each app for itself.
 //!
-//! The runtime feeds [`Collab`] the session's events, the frames of media
+//! The runtime feeds `Collab` the session's events, the frames of media
 //! classes it opened, the app's commands and the time; `Collab` answers with
-//! [`Out`]s: frames to seal and send, commands for the engine (the master's
+//! `Out`s: frames to seal and send, commands for the engine (the master's
 //! rights grants) and events for the app.
 //!
 //! - **Who presents.** In a support session the master makes the customer

@@ -70,6 +70,13 @@ impl Xvfb {
     }
 }
 
+impl Xvfb {
+    /// The server's process ID (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Xvfb {
     fn drop(&mut self) {
         let _ = self.child.kill();
