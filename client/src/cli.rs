@@ -199,6 +199,13 @@ pub fn describe(event: &Event) -> String {
                 format!("{by} stopped recording")
             }
         }
+        Event::FileOffered { peer, id, name, size } => format!(
+            "{peer} offers the file \"{name}\" ({size} bytes): type \"accept {peer} {id}\" or \"decline {peer} {id}\""
+        ),
+        Event::File { peer, id, direction, state, done, size, detail } => format!(
+            "file {id} ({direction}, peer {peer}): {state} {done}/{size} bytes{}",
+            if detail.is_empty() { String::new() } else { format!(" — {detail}") }
+        ),
         Event::Warning { message } => format!("WARNING: {message}"),
         Event::Error { message } => format!("error: {message}"),
         Event::Ended { reason } => format!("session over: {reason}"),

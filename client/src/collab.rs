@@ -21,6 +21,20 @@
 //!   rights that no longer include control. Input arrives in frames of class
 //!   `Input`, which the engines open only under pairwise keys. While its
 //!   user keeps *view only* on, requests are refused without asking.
+//! - **Files** (R23). Each side offers files to the other (the master to a
+//!   participant, a participant with the files right to the master); the
+//!   receiver's user accepts or declines each offer, and nothing is written
+//!   before that. Chunks travel in frames of class `File`, pairwise, which
+//!   the relay drops when policy forbids transfers. Every step is an event
+//!   on both sides. Chunks are sent a few per turn, so a large file never
+//!   holds back the session's other frames.
+//! - **Recording** (R25). A recording holds what this app views (screen
+//!   packets as they arrived), the chat, and a note for each session event,
+//!   signed with the master's key (a participant signs with a key drawn for
+//!   the recording, whose fingerprint the verifier shows). Starting and
+//!   stopping is announced to everyone through the master. A policy that
+//!   forces recording starts it with the session (the master refuses to
+//!   open one without `--record FILE`); one that forbids it refuses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -36,7 +50,19 @@ use conclave_protocol::stage1::SessionKind;
 use conclave_protocol::stage2::{Control, Rights};
 use tokio::sync::mpsc;
 
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use conclave_protocol::artefact::RecordingPolicy;
+use conclave_protocol::files::FileMessage;
+use conclave_protocol::frame::SessionId;
+use conclave_protocol::recording::RecordingWriter;
+use conclave_protocol::sign::SigningIdentity;
+use conclave_protocol::time::UnixTime;
+
 use crate::events::{parse_rights, Command, Event};
+use crate::files::{Direction, TransferEvent, Transfers};
 use crate::screen::{FrameSink, Presenter, ShareOptions, Viewer, ViewerReport};
 
 /// What the runtime does for [`Collab`].
@@ -59,6 +85,11 @@ pub struct MediaOptions {
     pub share: Option<ShareOptions>,
     /// Where decoded frames go (a window; `None`: only the figures).
     pub sink: Option<Box<dyn FrameSink>>,
+    /// Where accepted files are saved (`None`: the working directory).
+    pub downloads: Option<std::path::PathBuf>,
+    /// Where a recording goes when one starts (R25); a policy that forces
+    /// recording starts it with the session.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for MediaOptions {
@@ -66,6 +97,8 @@ impl std::fmt::Debug for MediaOptions {
         f.debug_struct("MediaOptions")
             .field("share", &self.share)
             .field("sink", &self.sink.is_some())
+            .field("downloads", &self.downloads)
+            .field("record", &self.record)
             .finish()
     }
 }
@@ -127,6 +160,65 @@ pub(crate) struct Collab {
     viewer: Option<Viewer>,
     /// Where the app's own commands come in (the hotkey sends there).
     commands: mpsc::Sender<Command>,
+    /// File transfers, one table per peer.
+    transfers: BTreeMap<PeerId, Transfers>,
+    /// When each transfer last reported progress.
+    progress_shown: BTreeMap<(PeerId, bool, u32), Instant>,
+    /// Whether chunks are waiting to be sent.
+    file_work: bool,
+    downloads: PathBuf,
+    record_path: Option<PathBuf>,
+    recorder: Option<Recorder>,
+    identity: SigningIdentity,
+    session: SessionId,
+    /// This side's name, for recording notices.
+    name: String,
+}
+
+/// File chunks sent per turn of the runtime.
+const CHUNKS_PER_TURN: usize = 8;
+/// Progress events at most this often per transfer.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// A recording being written; finished (final checkpoint) when dropped.
+struct Recorder {
+    writer: Option<RecordingWriter<BufWriter<File>>>,
+    started: Instant,
+}
+
+impl Recorder {
+    fn at_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn write(
+        &mut self,
+        f: impl FnOnce(&mut RecordingWriter<BufWriter<File>>, u64) -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        let at = self.at_ms();
+        match self.writer.as_mut() {
+            Some(w) => f(w, at).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        match self.writer.take() {
+            Some(w) => w
+                .finish()
+                .and_then(|mut b| std::io::Write::flush(&mut b))
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish() {
+            tracing::warn!("the recording could not be finished: {e}");
+        }
+    }
 }
 
 fn app(to: PeerId, msg: &AppMessage) -> Out {
@@ -154,6 +246,7 @@ impl Collab {
         kind: SessionKind,
         policy: PolicyProfile,
         media: MediaOptions,
+        who: (String, SigningIdentity),
         commands: mpsc::Sender<Command>,
     ) -> Self {
         Self::new(
@@ -165,6 +258,7 @@ impl Collab {
             },
             policy,
             media,
+            who,
             commands,
         )
     }
@@ -173,6 +267,7 @@ impl Collab {
     pub(crate) fn participant(
         policy: PolicyProfile,
         media: MediaOptions,
+        who: (String, SigningIdentity),
         commands: mpsc::Sender<Command>,
     ) -> Self {
         Self::new(
@@ -186,6 +281,7 @@ impl Collab {
             },
             policy,
             media,
+            who,
             commands,
         )
     }
@@ -194,6 +290,7 @@ impl Collab {
         side: Side,
         policy: PolicyProfile,
         media: MediaOptions,
+        (name, identity): (String, SigningIdentity),
         commands: mpsc::Sender<Command>,
     ) -> Self {
         Self {
@@ -205,13 +302,341 @@ impl Collab {
             presenting: None,
             viewer: None,
             commands,
+            transfers: BTreeMap::new(),
+            progress_shown: BTreeMap::new(),
+            file_work: false,
+            downloads: media.downloads.unwrap_or_else(|| PathBuf::from(".")),
+            record_path: media.record,
+            recorder: None,
+            identity,
+            session: SessionId(0),
+            name,
         }
     }
 
-    /// The participant's ID, once the relay has given it.
-    pub(crate) fn set_me(&mut self, id: PeerId) {
+    /// The session, and the participant's ID once the relay has given it.
+    pub(crate) fn set_context(&mut self, session: SessionId, id: PeerId) {
+        self.session = session;
         if let Side::Participant { me, .. } = &mut self.side {
             *me = id;
+        }
+    }
+
+    /// Whether file chunks wait to be sent: the runtime then comes back at
+    /// once ([`Collab::pump`]).
+    pub(crate) fn has_file_work(&self) -> bool {
+        self.file_work
+    }
+
+    /// Sends a few chunks of each transfer, and reports what the transfers
+    /// did.
+    pub(crate) fn pump(&mut self, out: &mut Vec<Out>) {
+        self.file_work = false;
+        let mut events = Vec::new();
+        for (peer, t) in &mut self.transfers {
+            for n in 0..=CHUNKS_PER_TURN {
+                if n == CHUNKS_PER_TURN {
+                    self.file_work = true;
+                    break;
+                }
+                match t.poll_transmit() {
+                    Some(msg) => out.push(Out::To(*peer, FrameClass::File, msg.encode())),
+                    None => break,
+                }
+            }
+            while let Some(e) = t.poll_event() {
+                events.push((*peer, e));
+            }
+        }
+        for (peer, e) in events {
+            self.file_event(peer, e, out);
+        }
+    }
+
+    fn file_event(&mut self, peer: PeerId, e: TransferEvent, out: &mut Vec<Out>) {
+        let file = |id: u32,
+                    direction: Direction,
+                    state: &'static str,
+                    done: u64,
+                    size: u64,
+                    detail: String| {
+            Out::Emit(Event::File {
+                peer: peer.0,
+                id,
+                direction: match direction {
+                    Direction::Outgoing => "send",
+                    Direction::Incoming => "receive",
+                },
+                state,
+                done,
+                size,
+                detail,
+            })
+        };
+        let size_of = |t: Option<&Transfers>, id: u32, d: Direction| -> u64 {
+            t.and_then(|t| match d {
+                Direction::Outgoing => t.outgoing(id).map(|o| o.offer().size),
+                Direction::Incoming => t.incoming(id).map(|i| i.size()),
+            })
+            .unwrap_or(0)
+        };
+        let table = self.transfers.get(&peer);
+        let ev = match e {
+            TransferEvent::Offered { id, name, size } => Out::Emit(Event::FileOffered {
+                peer: peer.0,
+                id,
+                name,
+                size,
+            }),
+            TransferEvent::Accepted { id, from_offset } => {
+                let size = size_of(table, id, Direction::Outgoing);
+                file(
+                    id,
+                    Direction::Outgoing,
+                    "accepted",
+                    from_offset,
+                    size,
+                    String::new(),
+                )
+            }
+            TransferEvent::Declined { id } => {
+                let size = size_of(table, id, Direction::Outgoing);
+                file(id, Direction::Outgoing, "declined", 0, size, String::new())
+            }
+            TransferEvent::Progress {
+                id,
+                direction,
+                progress,
+            } => {
+                let key = (peer, direction == Direction::Outgoing, id);
+                let due = progress.done >= progress.size
+                    || self
+                        .progress_shown
+                        .get(&key)
+                        .is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+                if !due {
+                    return;
+                }
+                self.progress_shown.insert(key, Instant::now());
+                file(
+                    id,
+                    direction,
+                    "progress",
+                    progress.done,
+                    progress.size,
+                    String::new(),
+                )
+            }
+            TransferEvent::Complete {
+                id,
+                direction,
+                path,
+            } => {
+                let size = size_of(table, id, direction);
+                file(
+                    id,
+                    direction,
+                    "complete",
+                    size,
+                    size,
+                    path.display().to_string(),
+                )
+            }
+            TransferEvent::Cancelled {
+                id,
+                direction,
+                reason,
+            } => file(
+                id,
+                direction,
+                "cancelled",
+                0,
+                size_of(table, id, direction),
+                format!("{reason:?}"),
+            ),
+            TransferEvent::Failed {
+                id,
+                direction,
+                error,
+            } => file(
+                id,
+                direction,
+                "failed",
+                0,
+                size_of(table, id, direction),
+                error.to_string(),
+            ),
+        };
+        out.push(ev);
+    }
+
+    /// The peer a file command is about: the moderator for a participant;
+    /// for the master the one named, or the only participant.
+    fn file_peer(&self, named: Option<PeerId>) -> Result<PeerId, String> {
+        match &self.side {
+            Side::Participant { .. } => Ok(PeerId::MASTER),
+            Side::Master { members, .. } => match named {
+                Some(p) if members.contains(&p) => Ok(p),
+                Some(p) => Err(format!("{p} is not in the session")),
+                None if members.len() == 1 => members
+                    .first()
+                    .copied()
+                    .ok_or_else(|| "nobody is in the session".to_string()),
+                None => Err("name the participant: send N FILE, accept N ID".into()),
+            },
+        }
+    }
+
+    fn file_command(&mut self, command: Command, out: &mut Vec<Out>) {
+        if !self.policy.file_transfer {
+            out.push(error("file transfer is disabled by this session's policy"));
+            return;
+        }
+        let result = match command {
+            Command::SendFile(who, path) => self.file_peer(who).and_then(|peer| {
+                if let Side::Participant { rights, .. } = &self.side {
+                    if !rights.contains(Rights::FILE_TRANSFER) {
+                        return Err("the moderator has not given you the files right".into());
+                    }
+                }
+                let t = self.transfers.entry(peer).or_default();
+                // Hashing the file reads all of it: off the async workers.
+                tokio::task::block_in_place(|| t.offer(&path))
+                    .map(|id| {
+                        let size = t.outgoing(id).map_or(0, |o| o.offer().size);
+                        out.push(Out::Emit(Event::File {
+                            peer: peer.0,
+                            id,
+                            direction: "send",
+                            state: "offered",
+                            done: 0,
+                            size,
+                            detail: path.display().to_string(),
+                        }));
+                    })
+                    .map_err(|e| e.to_string())
+            }),
+            Command::AcceptFile(who, id) => self.file_peer(who).and_then(|peer| {
+                let dir = self.downloads.clone();
+                let t = self.transfers.entry(peer).or_default();
+                tokio::task::block_in_place(|| t.accept(id, &dir)).map_err(|e| e.to_string())
+            }),
+            Command::DeclineFile(who, id) => self.file_peer(who).and_then(|peer| {
+                self.transfers
+                    .entry(peer)
+                    .or_default()
+                    .decline(id)
+                    .map_err(|e| e.to_string())
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            out.push(error(e));
+        }
+        self.pump(out);
+    }
+
+    fn record_command(&mut self, start: bool, out: &mut Vec<Out>) {
+        if !start {
+            match self.recorder.take() {
+                Some(mut r) => {
+                    if let Err(e) = r.finish() {
+                        out.push(error(format!("the recording could not be finished: {e}")));
+                    }
+                    self.announce_recording(false, out);
+                }
+                None => out.push(error("nothing is being recorded")),
+            }
+            return;
+        }
+        if self.policy.recording == RecordingPolicy::Forbidden {
+            out.push(error("recording is forbidden by this session's policy"));
+            return;
+        }
+        if let Side::Participant { rights, .. } = &self.side {
+            if !rights.contains(Rights::RECORDING) {
+                out.push(error("the moderator has not given you the recording right"));
+                return;
+            }
+        }
+        if self.recorder.is_some() {
+            out.push(error("a recording is already running"));
+            return;
+        }
+        let Some(path) = self.record_path.clone() else {
+            out.push(error(
+                "no file to record into: start the app with --record FILE",
+            ));
+            return;
+        };
+        let opened = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))
+            .and_then(|f| {
+                RecordingWriter::new(
+                    BufWriter::new(f),
+                    &self.identity,
+                    self.session,
+                    &self.name,
+                    UnixTime::from_system(std::time::SystemTime::now()),
+                )
+                .map_err(|e| e.to_string())
+            });
+        match opened {
+            Ok(w) => {
+                self.recorder = Some(Recorder {
+                    writer: Some(w),
+                    started: Instant::now(),
+                });
+                self.announce_recording(true, out);
+            }
+            Err(e) => out.push(error(e)),
+        }
+    }
+
+    /// Tells everyone that this side records (or stopped).
+    fn announce_recording(&mut self, active: bool, out: &mut Vec<Out>) {
+        let by =
+            conclave_protocol::bounded::BoundedString::new(self.name.clone()).unwrap_or_default();
+        let msg = AppMessage::Recording { active, by };
+        match &self.side {
+            Side::Master { members, .. } => {
+                for p in members {
+                    out.push(app(*p, &msg));
+                }
+            }
+            Side::Participant { .. } => out.push(app(PeerId::MASTER, &msg)),
+        }
+        out.push(Out::Emit(Event::Recording {
+            active,
+            by: self.name.clone(),
+        }));
+    }
+
+    /// Writes a session event into the recording, if one runs.
+    fn record_event(&mut self, event: &Event, out: &mut Vec<Out>) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        let written = match event {
+            Event::Chat { from, name, text } => {
+                r.write(|w, at| w.chat(at, PeerId(*from), name, text))
+            }
+            Event::ScreenStats { .. } | Event::Ended { .. } => Ok(()),
+            other => {
+                let mut line = crate::cli::describe(other);
+                line.truncate(conclave_protocol::recording::MAX_NOTE);
+                while !line.is_char_boundary(line.len()) {
+                    line.pop();
+                }
+                r.write(|w, at| w.note(at, &line))
+            }
+        };
+        if let Err(e) = written {
+            self.recorder = None;
+            out.push(error(format!("recording stopped: {e}")));
         }
     }
 
@@ -342,6 +767,11 @@ impl Collab {
             ) => out.push(error(
                 "only the participant whose computer is controlled answers or stops control",
             )),
+            (
+                _,
+                c @ (Command::SendFile(..) | Command::AcceptFile(..) | Command::DeclineFile(..)),
+            ) => self.file_command(c, out),
+            (_, Command::Record(start)) => self.record_command(start, out),
             (_, other) => return Some(other),
         }
         None
@@ -349,6 +779,13 @@ impl Collab {
 
     /// Follows the session: who is in, with which rights, and new epochs.
     pub(crate) fn observe(&mut self, event: &Event, out: &mut Vec<Out>) {
+        self.record_event(event, out);
+        if matches!(event, Event::SessionOpened { .. })
+            && self.policy.recording == RecordingPolicy::Forced
+            && self.recorder.is_none()
+        {
+            self.record_command(true, out);
+        }
         let me = self.me();
         match (&mut self.side, event) {
             (
@@ -450,11 +887,24 @@ impl Collab {
                     tracing::debug!("screen frame from {from}, who does not present: dropped");
                     return;
                 }
+                if let Some(r) = self.recorder.as_mut() {
+                    if let Err(e) = r.write(|w, at| w.screen(at, &data)) {
+                        self.recorder = None;
+                        out.push(error(format!("recording stopped: {e}")));
+                    }
+                }
                 if let Some(v) = &self.viewer {
                     v.offer(Bytes::from(data));
                 }
             }
             FrameClass::Input => self.input(from, &data, out),
+            FrameClass::File => match FileMessage::decode(&data) {
+                Ok(msg) => {
+                    self.transfers.entry(from).or_default().handle(msg);
+                    self.pump(out);
+                }
+                Err(e) => tracing::debug!("file message from {from} refused: {e}"),
+            },
             FrameClass::Control => match AppMessage::decode(&data) {
                 Ok(msg) => self.app_message(from, msg, out),
                 Err(e) => tracing::debug!("app message from {from} refused: {e}"),
@@ -531,10 +981,23 @@ impl Collab {
                     out.push(control_event(from, "ended", why.describe()));
                 }
             }
-            (_, AppMessage::Recording { active, by }) => out.push(Out::Emit(Event::Recording {
-                active,
-                by: by.as_str().to_string(),
-            })),
+            (side, AppMessage::Recording { active, by }) => {
+                if let Side::Master { members, .. } = side {
+                    for p in members.iter().filter(|p| **p != from) {
+                        out.push(app(
+                            *p,
+                            &AppMessage::Recording {
+                                active,
+                                by: by.clone(),
+                            },
+                        ));
+                    }
+                }
+                out.push(Out::Emit(Event::Recording {
+                    active,
+                    by: by.as_str().to_string(),
+                }));
+            }
             (_, other) => tracing::debug!("app message {other:?} from {from} ignored"),
         }
     }

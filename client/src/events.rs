@@ -226,6 +226,34 @@ pub enum Event {
         /// Who records.
         by: String,
     },
+    /// A file is offered to this side (R23): `accept ID` or `decline ID`.
+    FileOffered {
+        /// Who offers it.
+        peer: u32,
+        /// The transfer's number (per peer and direction).
+        id: u32,
+        /// Its name.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A file transfer moved on: every step is shown on both sides (R23).
+    File {
+        /// The other side.
+        peer: u32,
+        /// The transfer's number.
+        id: u32,
+        /// "send" or "receive".
+        direction: &'static str,
+        /// offered, accepted, declined, progress, complete, cancelled or failed.
+        state: &'static str,
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all.
+        size: u64,
+        /// The file's path, or what went wrong.
+        detail: String,
+    },
     /// The session is over for this app; nothing follows.
     Ended {
         /// Why, for people.
@@ -267,6 +295,15 @@ pub enum Command {
     StopControl(ControlEnd),
     /// (Participant) refuse control requests without asking (view only).
     ViewOnly(bool),
+    /// Offer a file (R23) to a participant (master; `None`: the only one)
+    /// or to the moderator (participant).
+    SendFile(Option<PeerId>, std::path::PathBuf),
+    /// Accept an offered file from a peer (`None`: the only one offering).
+    AcceptFile(Option<PeerId>, u32),
+    /// Decline an offered file.
+    DeclineFile(Option<PeerId>, u32),
+    /// Start (`true`) or stop recording the session (R25).
+    Record(bool),
 }
 
 /// The names of `rights`, for people and JSON.
@@ -344,11 +381,43 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             "off" => Ok(Command::ViewOnly(false)),
             _ => Err("view-only on or view-only off".into()),
         },
+        "send" => {
+            let (who, path) = match rest.split_once(' ') {
+                Some((n, p)) if n.parse::<u32>().is_ok() => (Some(peer()?), p.trim()),
+                _ => (None, rest),
+            };
+            if path.is_empty() {
+                return Err("send [N] FILE".into());
+            }
+            Ok(Command::SendFile(who, path.into()))
+        }
+        "accept" | "decline" => {
+            let mut it = rest.split_whitespace();
+            let (who, id) = match (it.next(), it.next()) {
+                (Some(p), Some(id)) => (Some(p), id),
+                (Some(id), None) => (None, id),
+                _ => return Err(format!("{word} [PEER] ID")),
+            };
+            let who = who
+                .map(|p| p.parse::<u32>().map(PeerId).map_err(|_| format!("{p:?} is not a participant number")))
+                .transpose()?;
+            let id = id.parse::<u32>().map_err(|_| format!("{id:?} is not a transfer number"))?;
+            Ok(if word == "accept" {
+                Command::AcceptFile(who, id)
+            } else {
+                Command::DeclineFile(who, id)
+            })
+        }
+        "record" => match rest {
+            "" | "start" => Ok(Command::Record(true)),
+            "stop" => Ok(Command::Record(false)),
+            _ => Err("record or record stop".into()),
+        },
         "move" | "click" | "press" | "release-button" | "wheel" | "type" | "key" => {
             input_command(word, rest).map(Command::Input)
         }
         _ => Err(format!(
-            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
+            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, send [N] FILE, accept [N] ID, decline [N] ID, record [stop], release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
         )),
     }
 }

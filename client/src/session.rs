@@ -666,8 +666,8 @@ impl<D: Driver> Runtime<D> {
     /// Passes the engine's events on (through [`Collab`], which may act on
     /// them); the return after a failover is reported.
     async fn pass_events(&mut self, mut pending: Vec<Event>) {
-        let me = self.driver.peer();
-        self.collab.set_me(me);
+        let (session, me) = (self.driver.session(), self.driver.peer());
+        self.collab.set_context(session, me);
         let mut all = Vec::new();
         // Collab's answers can cause events of their own (a grant's Rights);
         // a few rounds settle them.
@@ -714,6 +714,8 @@ impl<D: Driver> Runtime<D> {
             .poll_timeout()
             .map(|t| self.origin + Duration::from_millis(t.0));
         let deadline = match (engine_deadline, self.collab.deadline()) {
+            // File chunks wait: come back at once (flushing paces them).
+            _ if self.collab.has_file_work() => Some(Instant::now()),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -768,6 +770,9 @@ impl<D: Driver> Runtime<D> {
                 self.driver.engine().handle_timeout(now);
                 let mut outs = Vec::new();
                 self.collab.timeout(Instant::now(), &mut outs);
+                if self.collab.has_file_work() {
+                    self.collab.pump(&mut outs);
+                }
                 self.apply(outs, &mut extra);
             }
             _ = ping.tick() => {
@@ -944,6 +949,8 @@ pub async fn start_master(
         ),
         _ => return Err(StartError::NotLicensed),
     };
+    // The master signs its recordings with its licence key.
+    let recording_key = SigningIdentity::from_seed(&identity.to_seed());
     let profile = &build.config.profile;
     match &options.password {
         Some(p) => profile.password_rules.check(p).map_err(|e| {
@@ -982,6 +989,14 @@ pub async fn start_master(
     };
     let engine = MasterSession::new(config, OsRng, Millis(0));
     let (kind, media, policy) = (options.kind, options.media, build.config.profile.clone());
+    if policy.recording == conclave_protocol::artefact::RecordingPolicy::Forced
+        && media.record.is_none()
+    {
+        return Err(StartError::Policy(
+            "this policy records every session: give a file to record into (--record FILE)".into(),
+        ));
+    }
+    let recorder = (options.moderator.clone(), recording_key);
     let driver = MasterDriver {
         engine,
         kind: options.kind,
@@ -1002,7 +1017,7 @@ pub async fn start_master(
         0,
         link,
         session,
-        |commands| Collab::master(kind, policy, media, commands),
+        |commands| Collab::master(kind, policy, media, recorder, commands),
     ))
 }
 
@@ -1045,6 +1060,8 @@ pub async fn join(build: VerifiedBuild, options: JoinOptions) -> Result<Running,
         return Err(StartError::NoRelayReachable(failures));
     };
     let (media, policy) = (options.media, build.config.profile.clone());
+    // A participant signs its recordings with a key drawn for them.
+    let recorder = (options.name.clone(), SigningIdentity::generate(&mut OsRng));
     let driver = ParticipantDriver {
         engine,
         session: options.session,
@@ -1064,7 +1081,7 @@ pub async fn join(build: VerifiedBuild, options: JoinOptions) -> Result<Running,
         at,
         link,
         options.session,
-        |commands| Collab::participant(policy, media, commands),
+        |commands| Collab::participant(policy, media, recorder, commands),
     ))
 }
 

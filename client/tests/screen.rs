@@ -103,6 +103,26 @@ async fn support(
     display: &str,
     policy: impl Fn(&mut PolicyProfile) + Copy,
 ) -> (Running, Running, Shown, PeerId) {
+    let share = ShareOptions::new(SourceSpec::X11 {
+        display: Some(display.to_string()),
+        monitor: None,
+    });
+    let media = MediaOptions {
+        share: Some(share),
+        ..MediaOptions::default()
+    };
+    support_with(relay, media, policy, MediaOptions::default()).await
+}
+
+/// A support session with the participant's media options (it shares a
+/// synthetic screen unless they say otherwise) and the master's (its sink is
+/// replaced by the returned one).
+async fn support_with(
+    relay: &Relay,
+    participant_media: MediaOptions,
+    policy: impl Fn(&mut PolicyProfile) + Copy,
+    master_media: MediaOptions,
+) -> (Running, Running, Shown, PeerId) {
     let relays = vec![entry(relay)];
     let shown = Shown::default();
     let master_build = fixtures::verified_build(Role::Master, relays.clone(), policy);
@@ -115,18 +135,14 @@ async fn support(
             who: who("agent"),
             attempts: Attempts::default(),
             media: MediaOptions {
-                share: None,
                 sink: Some(Box::new(shown.clone())),
+                ..master_media
             },
         },
     )
     .await
     .unwrap();
     next(&mut m, |e| matches!(e, Event::SessionOpened { .. })).await;
-    let share = ShareOptions::new(SourceSpec::X11 {
-        display: Some(display.to_string()),
-        monitor: None,
-    });
     let mut p = join(
         fixtures::verified_build(Role::Participant, relays, policy),
         JoinOptions {
@@ -136,8 +152,8 @@ async fn support(
             who: who("customer"),
             attempts: Attempts::default(),
             media: MediaOptions {
-                share: Some(share),
-                sink: None,
+                share: participant_media.share.or_else(|| Some(synthetic())),
+                ..participant_media
             },
         },
     )
@@ -457,4 +473,250 @@ async fn r22_an_unanswered_request_follows_the_policy_default() {
     m.handle.send(move_to(222, 111)).await;
     settle(&m, &mut p, "after-default-accept").await;
     assert_eq!(pointer(&conn, root), (222, 111));
+}
+
+fn synthetic() -> ShareOptions {
+    ShareOptions::new(SourceSpec::parse("synthetic:typing:320x200").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r23_files_arrive_only_after_consent_and_a_declined_one_writes_nothing() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let file = dir.path().join("report.bin");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(&file, &body).unwrap();
+
+    let (mut m2, mut p2, _s, _peer) = support_with(
+        &relay,
+        MediaOptions {
+            downloads: Some(inbox.clone()),
+            ..MediaOptions::default()
+        },
+        |_| {},
+        MediaOptions::default(),
+    )
+    .await;
+    // Offered and declined: the customer saw the offer, nothing is written.
+    m2.handle.send(Command::SendFile(None, file.clone())).await;
+    let offered = next(&mut p2, |e| matches!(e, Event::FileOffered { .. })).await;
+    let Event::FileOffered { id, name, size, .. } = offered else {
+        unreachable!()
+    };
+    assert_eq!((name.as_str(), size), ("report.bin", body.len() as u64));
+    p2.handle.send(Command::DeclineFile(None, id)).await;
+    next(&mut m2, |e| {
+        matches!(
+            e,
+            Event::File {
+                state: "declined",
+                ..
+            }
+        )
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_dir(&inbox).unwrap().count(),
+        0,
+        "a declined file left something"
+    );
+
+    // Offered again and accepted: it arrives byte for byte, both sides see it done.
+    m2.handle.send(Command::SendFile(None, file.clone())).await;
+    let Event::FileOffered { id, .. } =
+        next(&mut p2, |e| matches!(e, Event::FileOffered { .. })).await
+    else {
+        unreachable!()
+    };
+    p2.handle.send(Command::AcceptFile(None, id)).await;
+    let done = next(&mut p2, |e| {
+        matches!(
+            e,
+            Event::File {
+                state: "complete",
+                ..
+            }
+        )
+    })
+    .await;
+    next(&mut m2, |e| {
+        matches!(
+            e,
+            Event::File {
+                state: "complete",
+                ..
+            }
+        )
+    })
+    .await;
+    let Event::File { detail, .. } = done else {
+        unreachable!()
+    };
+    assert_eq!(std::fs::read(&detail).unwrap(), body);
+    assert!(std::path::Path::new(&detail).starts_with(&inbox));
+
+    // Without the files right the customer cannot push files to the agent.
+    p2.handle.send(Command::SendFile(None, file.clone())).await;
+    next(
+        &mut p2,
+        |e| matches!(e, Event::Error { message } if message.contains("files right")),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r25_a_recording_is_announced_verifies_and_a_changed_byte_is_detected() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.crec");
+    let (m, mut p, shown, _peer) = support_with(
+        &relay,
+        MediaOptions::default(),
+        |_| {},
+        MediaOptions {
+            record: Some(path.clone()),
+            ..MediaOptions::default()
+        },
+    )
+    .await;
+    // Frames flow before the recording starts.
+    let until = Instant::now() + Duration::from_secs(20);
+    while shown.0.lock().unwrap().is_none() {
+        assert!(Instant::now() < until, "no frame");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m.handle.send(Command::Record(true)).await;
+    next(
+        &mut p,
+        |e| matches!(e, Event::Recording { active: true, by } if by == "Agent"),
+    )
+    .await;
+    m.handle.send(Command::Chat("on the record".into())).await;
+    next(&mut p, |e| matches!(e, Event::Chat { .. })).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    m.handle.send(Command::Record(false)).await;
+    next(&mut p, |e| {
+        matches!(e, Event::Recording { active: false, .. })
+    })
+    .await;
+
+    let bytes = std::fs::read(&path).unwrap();
+    let report = conclave_protocol::recording::verify(&bytes[..]).unwrap();
+    assert!(report.finished);
+    assert!(report.verified_entries >= 3, "{report}");
+    let master_key = fixtures::verified_build(Role::Master, vec![], |_| {})
+        .master
+        .map(|(_, id)| id.public_key())
+        .unwrap();
+    assert!(report.is_signed_by(&master_key), "{report}");
+    let mut reader = conclave_protocol::recording::RecordingReader::new(&bytes[..]).unwrap();
+    let mut screens = 0;
+    let mut chat = false;
+    while let Some(e) = reader.next_entry().unwrap() {
+        match e.content {
+            conclave_protocol::recording::EntryContent::ScreenUpdate(_) => screens += 1,
+            conclave_protocol::recording::EntryContent::Chat { text, .. } => {
+                chat |= text.as_str() == "on the record";
+            }
+            _ => {}
+        }
+    }
+    assert!(screens > 0 && chat, "{screens} screen entries, chat {chat}");
+    // One changed byte anywhere past the header is detected.
+    let mut changed = bytes.clone();
+    let at = changed.len() / 2;
+    changed[at] ^= 0x20;
+    assert!(conclave_protocol::recording::verify(&changed[..]).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r21_the_master_hands_the_presenter_role_on_and_takes_it_back() {
+    let relay = relay().await;
+    let relays = vec![entry(&relay)];
+    let meeting = |p: &mut PolicyProfile| {
+        p.password_required = true;
+        p.autolock = false;
+    };
+    let master_probe = Shown::default();
+    let mut m = start_master(
+        fixtures::verified_build(Role::Master, relays.clone(), meeting),
+        MasterOptions {
+            kind: SessionKind::Meeting,
+            moderator: "Host".into(),
+            password: Some(Zeroizing::new(PASSWORD.into())),
+            who: who("host"),
+            attempts: Attempts::default(),
+            media: MediaOptions {
+                share: Some(ShareOptions::new(
+                    SourceSpec::parse("synthetic:scrolling:320x200").unwrap(),
+                )),
+                sink: Some(Box::new(master_probe.clone())),
+                ..MediaOptions::default()
+            },
+        },
+    )
+    .await
+    .unwrap();
+    next(&mut m, |e| matches!(e, Event::SessionOpened { .. })).await;
+    let mut people = Vec::new();
+    for name in ["Ann", "Bob"] {
+        let p = join(
+            fixtures::verified_build(Role::Participant, relays.clone(), meeting),
+            JoinOptions {
+                session: m.handle.session,
+                password: Some(Zeroizing::new(PASSWORD.into())),
+                name: name.into(),
+                who: who(name),
+                attempts: Attempts::default(),
+                media: MediaOptions {
+                    share: Some(ShareOptions::new(
+                        SourceSpec::parse("synthetic:video:160x100").unwrap(),
+                    )),
+                    ..MediaOptions::default()
+                },
+            },
+        )
+        .await
+        .unwrap();
+        let Event::Admitted { peer, .. } =
+            next(&mut m, |e| matches!(e, Event::Admitted { .. })).await
+        else {
+            unreachable!()
+        };
+        people.push((PeerId(peer), p));
+    }
+    let stats_from = |from: u32, w: u32| move |e: &Event| matches!(e, Event::ScreenStats { from: f, width, .. } if *f == from && *width == w);
+
+    // The host presents: both see its 320×200 screen.
+    m.handle.send(Command::Present(Some(PeerId::MASTER))).await;
+    for (_, p) in &mut people {
+        next(p, |e| matches!(e, Event::Presenter { peer: Some(1) })).await;
+        next(p, stats_from(1, 320)).await;
+    }
+    // Handed to Ann: the host and Bob see her 160×100 screen, she gets the right.
+    let (ann, bob) = (people[0].0, people[1].0);
+    m.handle.send(Command::Present(Some(ann))).await;
+    next(&mut people[0].1, |e| {
+        matches!(e, Event::Sharing { active: true, .. })
+    })
+    .await;
+    next(&mut m, stats_from(ann.0, 160)).await;
+    next(&mut people[1].1, stats_from(ann.0, 160)).await;
+    // A participant cannot take the role itself.
+    people[1].1.handle.send(Command::Present(Some(bob))).await;
+    next(&mut people[1].1, |e| matches!(e, Event::Error { .. })).await;
+    // Taken back: Ann stops and loses the right, Bob sees the host again.
+    m.handle.send(Command::Present(Some(PeerId::MASTER))).await;
+    next(
+        &mut people[0].1,
+        |e| matches!(e, Event::Rights { rights, .. } if !rights.contains(&"presenter")),
+    )
+    .await;
+    next(&mut people[0].1, |e| {
+        matches!(e, Event::Sharing { active: false, .. })
+    })
+    .await;
+    next(&mut people[1].1, stats_from(1, 320)).await;
 }

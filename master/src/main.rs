@@ -102,7 +102,10 @@ fn main() {
         password: password.clone(),
         who,
         attempts: Attempts::default(),
-        media: MediaOptions { share, sink: None },
+        media: MediaOptions {
+            share,
+            ..MediaOptions::default()
+        },
     };
     conclave_client::cli::run_and_exit(async move {
         let running = match start_master(build, options).await {

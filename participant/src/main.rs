@@ -99,7 +99,10 @@ fn main() {
         name: args.name.unwrap_or_else(|| who.os_user.to_string()),
         who,
         attempts: Attempts::default(),
-        media: MediaOptions { share, sink: None },
+        media: MediaOptions {
+            share,
+            ..MediaOptions::default()
+        },
     };
     conclave_client::cli::run_and_exit(async move {
         match join(build, options).await {

@@ -225,6 +225,7 @@ async fn measure(
             media: MediaOptions {
                 share: None,
                 sink: Some(Box::new(probe.clone())),
+                ..MediaOptions::default()
             },
         },
     )
@@ -245,7 +246,7 @@ async fn measure(
             attempts: Attempts::default(),
             media: MediaOptions {
                 share: Some(share),
-                sink: None,
+                ..MediaOptions::default()
             },
         },
     )
