@@ -1,4 +1,5 @@
-//! The screen decoder (conclave-media): a sequence of update messages.
+//! The screen decoder (conclave-media): a sequence of update messages, or
+//! (first byte ≡ 2 mod 3) of session packets for the viewer's decoder.
 //!
 //! The first byte picks how the rest is read:
 //!
@@ -23,6 +24,7 @@
 
 use conclave_media::codec::{Applied, ScreenDecoder, ScreenEncoder, UpdateMessage};
 use conclave_media::{Frame, ScreenSize, SyntheticScreen, Workload};
+use conclave_media::stream::{Shown as Packet, StreamDecoder};
 use libfuzzer_sys::fuzz_target;
 
 /// Most messages applied from one input.
@@ -170,8 +172,38 @@ fn stream(data: &[u8]) {
     }
 }
 
+/// Arbitrary session packets (`conclave_media::stream`: either codec, with
+/// the capture time) into the viewer's decoder, capped at 512×512: nothing
+/// panics, an error leaves the last whole frame shown.
+fn packets(data: &[u8]) {
+    let mut d = StreamDecoder::new(512 * 512);
+    let mut rest = data;
+    for _ in 0..MAX_MESSAGES {
+        if rest.is_empty() {
+            break;
+        }
+        let len = match rest {
+            [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+            _ => rest.len(),
+        };
+        let body = rest.get(2..).unwrap_or(&[]);
+        let (packet, tail) = body.split_at(len.min(body.len()));
+        rest = tail;
+        let before = d.canvas().cloned();
+        match d.apply(packet) {
+            Ok(Packet::Frame { .. }) => {
+                let c = d.canvas().expect("a shown frame is on the canvas");
+                assert!(u64::from(c.width()) * u64::from(c.height()) <= 512 * 512);
+            }
+            Ok(Packet::Nothing) => {}
+            Err(_) => assert!(d.canvas() == before.as_ref(), "an error changed the picture"),
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {
+        Some((mode, rest)) if mode % 3 == 2 => packets(rest),
         Some((mode, rest)) if mode & 1 == 1 => stream(rest),
         Some((_, rest)) => arbitrary(rest),
         None => {}
