@@ -5,13 +5,19 @@
 //! started with no input keeps running; Ctrl-C or SIGTERM leaves (a
 //! participant) or ends (the master) the session cleanly. Nothing is written
 //! anywhere but standard output and standard error (R14).
+//!
+//! An app with a window runs the same command line beside it: the window
+//! on the main thread ([`run_with_window`]), the session on the runtime's
+//! workers, each event shown in the window as it is printed
+//! ([`drive_with`]), and the window's commands sent from a thread of
+//! their own ([`CommandSender`]).
 
 use std::io::Write;
 use tokio::io::AsyncBufReadExt;
 
 use crate::events::{parse_command, Command, Event};
 use crate::screen::{ShareOptions, SourceSpec};
-use crate::session::Running;
+use crate::session::{Running, SessionHandle};
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +246,20 @@ pub fn print_extra(output: Output, event: &str, field: &str, value: &str, text: 
 /// [`EXIT_TAMPERED`] when it was aborted for tampering. The caller should
 /// exit the process with it at once (standard input is read on a thread
 /// that a pending read would keep alive).
-pub async fn drive(mut running: Running, output: Output) -> u8 {
+pub async fn drive(running: Running, output: Output) -> u8 {
+    drive_with(running, output, |_| {}).await
+}
+
+/// [`drive`], handing each event to `on_event` too, after printing it (a
+/// window's model follows the session this way). `on_event` runs on the
+/// runtime: it must not block. To send commands from elsewhere as well,
+/// keep a clone of `running.handle` (or a [`CommandSender`] made from it)
+/// before calling this.
+pub async fn drive_with(
+    mut running: Running,
+    output: Output,
+    mut on_event: impl FnMut(&Event),
+) -> u8 {
     let handle = running.handle.clone();
     let stdin = tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -279,6 +298,7 @@ pub async fn drive(mut running: Running, output: Output) -> u8 {
     let mut code = EXIT_FAILED;
     while let Some(event) = running.events.recv().await {
         print(output, &event);
+        on_event(&event);
         match &event {
             Event::Warning { .. } => tampered = true,
             Event::SessionOpened { .. } | Event::Admitted { .. } => started = true,
@@ -298,4 +318,84 @@ pub async fn drive(mut running: Running, output: Output) -> u8 {
     stdin.abort();
     signals.abort();
     code
+}
+
+/// Sends commands to a session from a thread outside its runtime (a
+/// window's thread, say), waiting until the session takes each one.
+#[derive(Debug, Clone)]
+pub struct CommandSender {
+    handle: SessionHandle,
+    runtime: tokio::runtime::Handle,
+}
+
+impl CommandSender {
+    /// A sender for `handle`'s session. Call it on the session's runtime
+    /// (in a task, or inside `Runtime::enter`): it keeps a handle on that
+    /// runtime.
+    pub fn new(handle: &SessionHandle) -> CommandSender {
+        CommandSender {
+            handle: handle.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Sends `command`, blocking until the session takes it; `false` once
+    /// the session is over. Never call it from a task of the runtime
+    /// itself: it would block a worker (tokio refuses, with a panic).
+    pub fn send(&self, command: Command) -> bool {
+        self.runtime.block_on(self.handle.send(command))
+    }
+}
+
+/// How long, after its window closed (which leaves the session), an app
+/// waits for the session to end before it exits anyway.
+pub const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Like [`run_and_exit`], with a window: runs `app` (the session) on the
+/// runtime's two worker threads and `window` on the calling thread, then
+/// exits with `app`'s code.
+///
+/// When `window` returns `Ok` the window was closed: it asked the session
+/// to end, and the process exits once `app` returns, or after
+/// [`LEAVE_GRACE`] with [`EXIT_FAILED`]. When it returns `Err` the window
+/// could not be shown: the message is printed and the session goes on
+/// without a window, on the command line, until it ends.
+pub fn run_with_window(
+    app: impl std::future::Future<Output = u8> + Send + 'static,
+    window: impl FnOnce() -> Result<(), String>,
+) -> ! {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            std::process::exit(i32::from(EXIT_FAILED));
+        }
+    };
+    let session = runtime.spawn(app);
+    let closed = window();
+    let code = runtime.block_on(async move {
+        let ended = match closed {
+            Ok(()) => match tokio::time::timeout(LEAVE_GRACE, session).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    eprintln!(
+                        "the session did not end within {} s of closing the window",
+                        LEAVE_GRACE.as_secs()
+                    );
+                    return EXIT_FAILED;
+                }
+            },
+            Err(message) => {
+                eprintln!("{message}; going on without a window (commands on standard input)");
+                session.await
+            }
+        };
+        // A panic in the session task: already reported on standard error.
+        ended.unwrap_or(EXIT_FAILED)
+    });
+    std::process::exit(i32::from(code))
 }

@@ -590,6 +590,8 @@ impl Collab {
                     writer: Some(w),
                     started: Instant::now(),
                 });
+                // The recording starts with a whole picture.
+                self.ask_keyframe(out);
                 self.announce_recording(true, out);
             }
             Err(e) => out.push(error(e)),

@@ -4,17 +4,40 @@
 //! `conclave-participant join ID [--password …]` finds the session's relay
 //! from the ID alone (R18), joins, shows the moderator's verified name and
 //! the safety code, and then takes commands, one per line on standard input:
-//! `chat TEXT`, `leave`. With `--json`, every event is a JSON line for
-//! scripts. Ctrl-C or SIGTERM leaves. Nothing is written to disk (R14).
+//! `chat TEXT`, `allow`, `deny`, `stop`, `view-only on|off`, `leave`. With
+//! `--json`, every event is a JSON line for scripts. Ctrl-C or SIGTERM
+//! leaves.
+//!
+//! With an X display (`DISPLAY`) and without `--headless`, the banner
+//! (R22) opens beside that command line: always on top, it shows who is
+//! connected and with which rights, asks for consent when the moderator
+//! wants control, says loudly while control is active, and ends it with its
+//! Stop button. The banner runs on the main thread, the session on the
+//! runtime's two workers; closing the banner leaves the session, and the
+//! session ending closes the banner. With `--headless`, or with no display,
+//! the app is the command line alone.
+//!
+//! Nothing is written to disk (R14) but the files the user accepts (into
+//! `--downloads DIR`).
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use conclave_client::cli::share_option;
-use conclave_client::cli::{drive, Output, EXIT_FAILED};
+use conclave_client::cli::{
+    drive, drive_with, run_with_window, CommandSender, Output, EXIT_FAILED,
+};
 use conclave_client::collab::MediaOptions;
 use conclave_client::connect::{Attempts, Who};
 use conclave_client::session::{join, JoinOptions};
 use conclave_protocol::artefact::Role;
 use conclave_protocol::frame::SessionId;
+use conclave_protocol::trailer::VerifiedBuild;
+use conclave_ui::{
+    forward_actions, run_banner, Bridge, Model, SharedBridge, SharedModel, WindowOptions,
+};
 use zeroize::Zeroizing;
 
 #[derive(Debug, Parser)]
@@ -54,6 +77,12 @@ struct Join {
     /// What to share when asked to present (support: always): `x11[:DISPLAY[:MONITOR]]`, `synthetic:WORKLOAD[:WxH]` or `none` [default: the X display in DISPLAY, if any].
     #[arg(long, value_name = "SCREEN")]
     screen: Option<String>,
+    /// No banner, even with a display: events on standard output, commands on standard input.
+    #[arg(long)]
+    headless: bool,
+    /// Where files you accept are saved [default: the working directory].
+    #[arg(long, value_name = "DIR")]
+    downloads: Option<PathBuf>,
 }
 
 fn parse_session(text: &str) -> Result<String, String> {
@@ -65,6 +94,7 @@ fn parse_session(text: &str) -> Result<String, String> {
 }
 
 fn main() {
+    conclave_ui::leave_no_shader_cache();
     let cli = Cli::parse();
     let build =
         conclave_client::build::start("conclave-participant", Role::Participant, cli.show_config);
@@ -101,9 +131,14 @@ fn main() {
         attempts: Attempts::default(),
         media: MediaOptions {
             share,
-            ..MediaOptions::default()
+            sink: None,
+            downloads: args.downloads,
+            record: None,
         },
     };
+    if !args.headless && std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()) {
+        join_with_banner(build, options, output)
+    }
     conclave_client::cli::run_and_exit(async move {
         match join(build, options).await {
             Ok(running) => drive(running, output).await,
@@ -113,4 +148,43 @@ fn main() {
             }
         }
     });
+}
+
+/// Runs the session with the banner on this thread; never returns.
+fn join_with_banner(build: VerifiedBuild, options: JoinOptions, output: Output) -> ! {
+    let title = build.config.branding.product_name.as_str().to_string();
+    let model = SharedModel::new(Model {
+        title: "Joining the session…".into(),
+        ..Model::default()
+    });
+    let bridge = SharedBridge::new(Bridge::participant(model.clone()));
+    let (actions, from_window) = mpsc::channel();
+    run_with_window(
+        async move {
+            let running = match join(build, options).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("conclave-participant: {e}");
+                    bridge.with(|b| b.end(format!("could not join: {e}")));
+                    return EXIT_FAILED;
+                }
+            };
+            let sender = CommandSender::new(&running.handle);
+            let forwarding = bridge.clone();
+            let spawned = std::thread::Builder::new()
+                .name("banner-actions".into())
+                .spawn(move || forward_actions(&forwarding, &from_window, |c| sender.send(c)));
+            if let Err(e) = spawned {
+                eprintln!("conclave-participant: the banner's buttons will not work: {e}");
+            }
+            drive_with(running, output, |event| {
+                bridge.with(|b| b.apply(event, Instant::now()));
+            })
+            .await
+        },
+        move || {
+            run_banner(WindowOptions::banner(title), model, actions)
+                .map_err(|e| format!("conclave-participant: {e}"))
+        },
+    )
 }

@@ -5,7 +5,7 @@
 //! who is connected and with which rights, asks for consent before remote
 //! control starts, and stops it at once.
 //!
-//! This crate knows nothing of networking or sessions. An app talks to a
+//! The windows know nothing of networking or sessions. An app talks to a
 //! window through three handles, all safe to use from any thread:
 //!
 //! | handle | direction | what goes through |
@@ -19,12 +19,19 @@
 //! [`ended`](Model::ended) was set, or [`WindowOptions::close_after`]
 //! passed), then send [`UiAction::Leave`] and return.
 //!
+//! The [`bridge`] is what an app puts between its session and these
+//! handles: it reads the session's events (`conclave_client::events`) into
+//! the model and turns the window's actions into the session's commands,
+//! without touching the network itself.
+//!
 //! | module | what it holds |
 //! |---|---|
 //! | [`viewer`] | the master's window |
 //! | [`banner`] | the participant's banner |
 //! | [`model`] | what the windows show |
 //! | [`latest`] | the latest-frame slot between decoder and viewer |
+//! | [`replay`] | playing a recording back: verified entries, the screen decoded, chat and notes as a timeline, paced |
+//! | [`bridge`] | the app side: session events into the model, window actions into session commands, decoded frames into the slot |
 //!
 //! ## Threads and the event loop
 //!
@@ -69,14 +76,26 @@
 #![forbid(unsafe_code)]
 
 pub mod banner;
+pub mod bridge;
 mod input;
 pub mod latest;
 pub mod model;
+pub mod replay;
 pub mod viewer;
 mod window;
 
 pub use banner::run_banner;
+pub use bridge::{forward_actions, Bridge, ScreenSink, SharedBridge};
 pub use latest::LatestFrame;
-pub use model::{ConsentPrompt, ControlView, MemberView, Model, SharedModel};
+pub use model::{Admission, ConsentPrompt, ControlView, MemberView, Model, SharedModel};
 pub use viewer::run_viewer;
 pub use window::{Scale, UiAction, UiError, WindowOptions, ENDED_LINGER};
+
+/// Keeps Mesa from writing its shader cache under the home directory, so
+/// that the apps leave no files behind (R14). Call it first in `main`,
+/// before any thread starts (it sets an environment variable).
+pub fn leave_no_shader_cache() {
+    if std::env::var_os("MESA_SHADER_CACHE_DISABLE").is_none() {
+        std::env::set_var("MESA_SHADER_CACHE_DISABLE", "true");
+    }
+}

@@ -52,6 +52,21 @@ pub struct ConsentPrompt {
     pub default_accept: bool,
 }
 
+/// A participant waiting to be admitted (master only): the master compares
+/// its safety code with the one the participant reads out, then admits or
+/// denies it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Admission {
+    /// Its number in the session.
+    pub peer: u32,
+    /// The name it gave.
+    pub name: String,
+    /// Its host, as it gave it.
+    pub host: String,
+    /// The safety code of its join.
+    pub safety_code: String,
+}
+
 /// Everything a window shows besides the remote screen.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Model {
@@ -65,11 +80,16 @@ pub struct Model {
     pub control: ControlView,
     /// The consent question, while one is open (participant only).
     pub consent: Option<ConsentPrompt>,
+    /// Participants waiting to be admitted (master only), oldest first.
+    pub admissions: Vec<Admission>,
     /// The last few lines of chat, joins, leaves, "recording started"…,
     /// oldest first.
     pub notices: Vec<String>,
     /// Why the session ended, once it has: the window shows it and closes.
     pub ended: Option<String>,
+    /// The viewer replays a recording rather than showing a live session:
+    /// it offers no remote-control buttons.
+    pub replay: bool,
 }
 
 impl Model {

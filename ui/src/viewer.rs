@@ -1,10 +1,12 @@
-//! The master's window (R21, R22): the remote screen, who is connected,
+//! The master's window (R21, R22): the remote screen, who waits to join
+//! (with the safety code to compare, and Admit and Deny), who is connected,
 //! the figures of the stream, and the remote-control buttons.
 //!
 //! ```text
 //! ┌──────────────────────────────────────────────────────────────┐
 //! │ title · 30 fps · 120 KB/s · 12 ms   [Request control] [Fit|1:1] │
 //! ├───────────────────────────────────────────────┬──────────────┤
+//! │                                               │ Waiting…     │
 //! │                                               │ Connected    │
 //! │          the remote screen                    │  Ada: view…  │
 //! │   (scaled to fit, or 1:1 with scroll bars)    │ Notices      │
@@ -109,7 +111,11 @@ impl eframe::App for Viewer {
         egui::Panel::top("viewer-bar").show(ui, |ui| self.top_bar(ui, &model));
         egui::Panel::right("viewer-people")
             .default_size(220.0)
-            .show(ui, |ui| people(ui, &model));
+            .show(ui, |ui| {
+                for action in people(ui, &model) {
+                    self.send(action);
+                }
+            });
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE.fill(Color32::from_gray(20)))
             .show(ui, |ui| self.screen_area(ui, &model));
@@ -146,6 +152,7 @@ impl Viewer {
             }
             ui.separator();
             match model.control {
+                _ if model.replay => {}
                 ControlView::Off => {
                     if ui.button("Request control").clicked() {
                         self.send(UiAction::RequestControl);
@@ -307,8 +314,30 @@ impl Viewer {
     }
 }
 
-/// Who is connected, with which rights, and the last notices.
-fn people(ui: &mut egui::Ui, model: &Model) {
+/// Who waits to join, who is connected with which rights, and the last
+/// notices; returns the admissions the user answered.
+fn people(ui: &mut egui::Ui, model: &Model) -> Vec<UiAction> {
+    let mut answered = Vec::new();
+    if !model.admissions.is_empty() {
+        ui.heading("Waiting to join");
+        for waiting in &model.admissions {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.set_min_width(ui.available_width());
+                ui.strong(format!("{} on {}", waiting.name, waiting.host));
+                ui.label(format!("safety code {}", waiting.safety_code));
+                ui.weak("Admit only if the participant reads you the same code.");
+                ui.horizontal(|ui| {
+                    if ui.button("Admit").clicked() {
+                        answered.push(UiAction::Admit(waiting.peer));
+                    }
+                    if ui.button("Deny").clicked() {
+                        answered.push(UiAction::DenyAdmission(waiting.peer));
+                    }
+                });
+            });
+        }
+        ui.separator();
+    }
     ui.heading("Connected");
     if model.members.is_empty() {
         ui.weak("No one else");
@@ -331,6 +360,7 @@ fn people(ui: &mut egui::Ui, model: &Model) {
             ui.label(line);
         }
     }
+    answered
 }
 
 /// Converts a BGRA frame into `image` (RGBA, opaque), reusing its pixels

@@ -25,6 +25,10 @@ pub enum UiAction {
     ReleaseControl,
     /// The master switches between controlling and watching only.
     ToggleViewOnly,
+    /// The master admits the waiting participant with this number.
+    Admit(u32),
+    /// The master refuses the waiting participant with this number.
+    DenyAdmission(u32),
     /// The participant allows the control asked for in the consent prompt.
     Accept,
     /// The participant refuses it.
