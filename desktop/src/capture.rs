@@ -8,8 +8,9 @@
 //! With MIT-SHM 1.2 the server creates a shared-memory segment and passes
 //! its file descriptor; we map it once, and each capture is one `ShmGetImage`
 //! request whose reply means the server has finished writing the pixels into
-//! it. Without shared memory (a remote display, an old server) capture falls
-//! back to plain `GetImage`, which carries the pixels through the socket.
+//! it; one pass copies them out and sets the alpha bytes. Without shared
+//! memory (a remote display, an old server) capture falls back to plain
+//! `GetImage`, which carries the pixels through the socket.
 //!
 //! Only 24- and 32-bit TrueColor screens with 32 bits per pixel in LSB-first
 //! byte order (every X server on x86 and ARM today) are supported; anything
@@ -233,8 +234,9 @@ impl X11Capture {
                     .get(..len)
                     .filter(|_| got >= len)
                     .ok_or(CaptureError::ShortImage { expected: len, got })?;
-                out.clear();
-                out.extend_from_slice(pixels);
+                // One pass over the segment: copy and make opaque.
+                out.resize(len, 0);
+                copy_opaque(out, pixels);
             }
             _ => {
                 let reply = xproto::get_image(
@@ -258,15 +260,30 @@ impl X11Capture {
                 }
                 *out = reply.data;
                 out.truncate(len);
-            }
-        }
-        // X leaves the fourth byte undefined at depth 24.
-        for px in out.chunks_exact_mut(4) {
-            if let Some(a) = px.get_mut(3) {
-                *a = 0xff;
+                for px in out.chunks_exact_mut(4) {
+                    let word = opaque(px);
+                    px.copy_from_slice(&word);
+                }
             }
         }
         Ok((m.width, m.height))
+    }
+}
+
+/// A pixel as captured, with its alpha byte set: X leaves the fourth byte
+/// undefined at depth 24. Whole little-endian words, so that the loops
+/// around it vectorise.
+fn opaque(px: &[u8]) -> [u8; 4] {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(px);
+    (u32::from_le_bytes(word) | 0xff00_0000).to_le_bytes()
+}
+
+/// Copies `from` into `to` (as long, or the shorter's length), each pixel
+/// made opaque.
+fn copy_opaque(to: &mut [u8], from: &[u8]) {
+    for (t, f) in to.chunks_exact_mut(4).zip(from.chunks_exact(4)) {
+        t.copy_from_slice(&opaque(f));
     }
 }
 
@@ -339,4 +356,19 @@ fn share(conn: &RustConnection, size: usize) -> Result<Shared, CaptureError> {
     let map = unsafe { MmapOptions::new().len(size).map(&file) }
         .map_err(|e| CaptureError::Connection(format!("cannot map the shared segment: {e}")))?;
     Ok(Shared { seg, map })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_pixels_are_made_opaque_and_otherwise_kept() {
+        let from: Vec<u8> = (0..=255).collect();
+        let mut to = vec![0u8; from.len()];
+        copy_opaque(&mut to, &from);
+        for (i, (t, f)) in to.iter().zip(&from).enumerate() {
+            assert_eq!(*t, if i % 4 == 3 { 0xff } else { *f }, "byte {i}");
+        }
+    }
 }

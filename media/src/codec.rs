@@ -20,6 +20,13 @@
 //! change, and after [`ScreenEncoder::request_keyframe`] (a viewer joined, or
 //! one reported [`UpdateError::NeedKeyframe`]).
 //!
+//! The reference lives in two buffers that take turns: a new frame's
+//! changed tiles are copied into the spare one while they are read anyway
+//! (to hash them, below), and it becomes the reference once the frame is
+//! sent, after catching up on the tiles the frame before changed. Memory
+//! is walked row by row across tiles where it can be, for the hardware
+//! prefetcher: at 1920×1080 every pass over a frame is 8 MiB.
+//!
 //! ## Finding moved content
 //!
 //! Scrolled text XORed with the text that was there before is two layers of
@@ -34,7 +41,8 @@
 //!   and cast no vote). Up to 3 offsets with the most votes are kept.
 //! - **any direction, nearby** (a dragged window): up to 24 changed tiles
 //!   each give a 16-pixel row segment with some texture, looked for in the
-//!   reference within 32 pixels each way; the offsets where they occur vote,
+//!   reference within 32 pixels each way (unless it is where a vertical
+//!   offset above says it came from); the offsets where they occur vote,
 //!   and up to 2 are kept.
 //!
 //! For each changed tile, the offset (or none) under which most of its rows
@@ -52,20 +60,21 @@
 //! the four [synthetic workloads](crate::synthetic), 300 frames each after
 //! the keyframe (`MEDIA_BENCH_LEVELS=-3,1,3,6 MEDIA_BENCH_TABLE_ONLY=1 cargo
 //! bench -p conclave-media --bench codec`; release build, one core of the
-//! 2-core development machine with another build running on the other).
-//! Mean bytes and encode milliseconds per frame:
+//! 2-core development machine with another build running on the other; the
+//! best of four runs). Mean bytes and encode milliseconds per frame:
 //!
 //! | level | typing | scrolling | dragging | video |
 //! |---|---|---|---|---|
-//! | -3 | 363 B, 0.8 ms | 15.0 KB, 4.8 ms | 2.6 KB, 1.9 ms | 669 KB, 4.6 ms |
-//! | **1** | 300 B, 0.8 ms | 11.7 KB, 5.1 ms | 2.4 KB, 1.9 ms | 386 KB, 8.7 ms |
-//! | 3 | 314 B, 1.3 ms | 11.4 KB, 6.3 ms | 2.4 KB, 2.5 ms | 396 KB, 12.3 ms |
-//! | 6 | 247 B, 1.8 ms | 9.3 KB, 7.7 ms | 2.2 KB, 3.1 ms | 390 KB, 29.8 ms |
+//! | -3 | 363 B, 0.8 ms | 15.0 KB, 3.5 ms | 2.6 KB, 1.8 ms | 669 KB, 4.3 ms |
+//! | **1** | 300 B, 0.8 ms | 11.7 KB, 3.2 ms | 2.4 KB, 1.8 ms | 386 KB, 7.7 ms |
+//! | 3 | 314 B, 0.8 ms | 11.4 KB, 3.6 ms | 2.4 KB, 1.8 ms | 396 KB, 10.1 ms |
+//! | 6 | 247 B, 1.0 ms | 9.3 KB, 4.7 ms | 2.2 KB, 2.3 ms | 390 KB, 27.2 ms |
 //!
-//! Level 3 (zstd's default) gives the same bytes as level 1 at 1.2–1.4× the
-//! time; level 6 saves about a fifth on text but takes 30 ms for a video
-//! frame, the whole budget at 30 frames/s; the fast negative levels send
-//! 1.7× the bytes for video. For comparison, the whole frame compressed at
+//! Level 3 (zstd's default) gives the same bytes as level 1 at up to 1.3×
+//! the time (video; on text the codec's own work outweighs zstd's); level 6
+//! saves about a fifth on text but takes 27 ms for a video frame, almost
+//! the whole budget at 30 frames/s; the fast negative levels send 1.7× the
+//! bytes for video. For comparison, the whole frame compressed at
 //! level 1 is 68 KB (typing), 253 KB (scrolling), 35 KB (dragging) and
 //! 614 KB (video) per frame.
 //!
@@ -114,10 +123,14 @@
 //! (more data is an error, not a bigger buffer), and the canvas and the work
 //! buffer take `width*height*4` bytes each — 2 × 256 MiB for the largest
 //! screen, 2 × 8 MiB at 1920×1080. The canvas it shows ([`ScreenDecoder::canvas`]) is
-//! always a whole frame: tiles are applied to a work buffer, and copied to
+//! always a whole frame: tiles are applied to a work buffer, which becomes
 //! the canvas when the frame's last part has been applied
 //! ([`Applied::FrameComplete`]); xor and copy tiles refer to the canvas, the
-//! previous whole frame.
+//! previous whole frame. The two buffers swap roles, and the new work
+//! buffer is brought up to date only where the frame before wrote and this
+//! one did not, so a frame costs what its tiles cover, not the screen
+//! (tiles that do not line up with the tile grid, which the encoder never
+//! sends, are copied to the canvas instead).
 //!
 //! The relay may drop screen messages for a slow viewer (the latest wins), and
 //! a delta after a gap refers to a frame the viewer never saw. So the
@@ -143,6 +156,8 @@ pub const MAX_UPDATE: usize = 256 * 1024;
 pub const TILE_SIZE: u32 = 64;
 /// The zstd level [`ScreenEncoder::new`] uses; see the module docs.
 pub const DEFAULT_LEVEL: i32 = 1;
+/// The most copy tiles the decoder applies together.
+const MAX_COPY_BATCH: usize = 64;
 
 /// Bytes before the first tile.
 pub const HEADER_LEN: usize = 26;
@@ -556,6 +571,16 @@ pub struct ScreenDecoder {
     work: Option<Frame>,
     /// Rectangles of `work` written during the current delta frame.
     touched: Vec<Rect>,
+    /// Between delta frames, the row segments (a tile column wide, one
+    /// pixel high, numbered `y * columns + column`) where `work` may still
+    /// hold an older frame than the canvas: those the previous frame wrote,
+    /// before the buffers swapped.
+    stale: Vec<usize>,
+    /// While a frame finishes: how its touched rectangles cover each row
+    /// segment; all [`Cover::None`] between frames.
+    cover: Vec<Cover>,
+    /// The segments `cover` marks, to clear them afterwards.
+    covered: Vec<usize>,
     in_progress: Option<InProgress>,
     next_sequence: u64,
     last_complete: Option<u64>,
@@ -590,6 +615,9 @@ impl ScreenDecoder {
             canvas: None,
             work: None,
             touched: Vec::new(),
+            stale: Vec::new(),
+            cover: Vec::new(),
+            covered: Vec::new(),
             in_progress: None,
             next_sequence: 0,
             last_complete: None,
@@ -673,9 +701,28 @@ impl ScreenDecoder {
             next_part: msg.part.wrapping_add(1),
             screen: msg.screen,
         };
+        // Copy tiles in a row with no overlap between them are applied
+        // together, row by row across all of them: they read the canvas
+        // only, so their order does not matter, and memory is then walked
+        // in order (twice as fast as tile by tile for a scrolled screen).
+        let mut copies: Vec<(Rect, (u32, u32))> = Vec::new();
         for tile in &msg.tiles {
-            self.apply_tile(tile)?;
+            if let TileData::Copy { x, y } = tile.data {
+                let overlaps = copies
+                    .iter()
+                    .any(|(r, _)| !r.intersect(tile.rect).is_empty());
+                if overlaps || copies.len() == MAX_COPY_BATCH {
+                    self.apply_copies(&copies)?;
+                    copies.clear();
+                }
+                copies.push((tile.rect, (x, y)));
+            } else {
+                self.apply_copies(&copies)?;
+                copies.clear();
+                self.apply_tile(tile)?;
+            }
         }
+        self.apply_copies(&copies)?;
         if !msg.last_part {
             self.in_progress = Some(progress);
             return Ok(Applied::Partial { frame: msg.frame });
@@ -748,6 +795,41 @@ impl ScreenDecoder {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Writes copy tiles, none overlapping another, into the work buffer:
+    /// each rectangle from the canvas at its source corner.
+    fn apply_copies(&mut self, copies: &[(Rect, (u32, u32))]) -> Result<(), UpdateError> {
+        let (Some(top), Some(bottom)) = (
+            copies.iter().map(|(r, _)| r.y).min(),
+            copies.iter().map(|(r, _)| r.bottom()).max(),
+        ) else {
+            return Ok(());
+        };
+        // `try_apply` made sure of a work buffer and, for a delta, a canvas
+        // of its size; parsing that every rectangle is on that screen.
+        let work = self.work.as_mut().ok_or(UpdateError::ReferenceInKeyframe)?;
+        let canvas = self
+            .canvas
+            .as_ref()
+            .ok_or(UpdateError::ReferenceInKeyframe)?;
+        let screen = work.size();
+        for y in top..bottom {
+            for &(rect, (sx, sy)) in copies {
+                if !(rect.y..rect.bottom()).contains(&y) {
+                    continue;
+                }
+                let outside = || UpdateError::TileOutsideScreen { rect, screen };
+                let from = canvas
+                    .row_span(sx, sy + (y - rect.y), rect.width)
+                    .ok_or_else(outside)?;
+                work.row_span_mut(rect.x, y, rect.width)
+                    .ok_or_else(outside)?
+                    .copy_from_slice(from);
+            }
+        }
+        self.touched.extend(copies.iter().map(|&(r, _)| r));
         Ok(())
     }
 
@@ -837,20 +919,152 @@ impl ScreenDecoder {
     }
 
     /// Shows the assembled frame on the canvas.
+    ///
+    /// After a delta frame whose tiles line up with the tile grid (the
+    /// encoder's always do), the work buffer becomes the canvas and the
+    /// canvas the work buffer, which is first brought up to date where it
+    /// is stale and this frame wrote nothing: on a screen that changes all
+    /// over (scrolling), almost nothing is copied. Otherwise the touched
+    /// rectangles are copied to the canvas. Either way the cost follows
+    /// what the frames touched, not the screen.
     fn finish_frame(&mut self, keyframe: bool) {
-        let Some(work) = &self.work else { return };
-        match &mut self.canvas {
-            Some(canvas) if !keyframe => {
-                for rect in self.touched.drain(..) {
-                    canvas.copy_rect_from(work, rect);
+        let Self {
+            work: Some(work),
+            canvas,
+            touched,
+            stale,
+            cover,
+            covered,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let screen = work.size();
+        let columns = screen.width().div_ceil(TILE_SIZE) as usize;
+        let segments = columns * screen.height() as usize;
+        let state = |cover: &[Cover], i: usize| cover.get(i).copied().unwrap_or(Cover::Part);
+        match canvas {
+            Some(canvas) if !keyframe && cover.len() == segments => {
+                for &rect in touched.iter() {
+                    mark_cover(cover, covered, columns, screen.width(), rect);
+                }
+                let swap = !stale.iter().any(|&i| state(cover, i) == Cover::Part);
+                if swap {
+                    // Segments this frame wrote wholly hold the new frame in
+                    // `work`; the other stale ones are behind the canvas.
+                    stale.retain(|&i| state(cover, i) != Cover::Whole);
+                    stale.sort_unstable();
+                    stale.dedup();
+                    copy_segments(work, canvas, columns, stale);
+                    std::mem::swap(canvas, work);
+                    // Now `work` is behind wherever this frame wrote.
+                    std::mem::swap(stale, covered);
+                } else {
+                    for &rect in touched.iter() {
+                        canvas.copy_rect_from(work, rect);
+                    }
+                    stale.retain(|&i| state(cover, i) != Cover::Whole);
+                }
+                for &i in stale.iter().chain(covered.iter()) {
+                    if let Some(c) = cover.get_mut(i) {
+                        *c = Cover::None;
+                    }
+                }
+                covered.clear();
+            }
+            Some(canvas) if canvas.size() == screen => {
+                canvas.as_bytes_mut().copy_from_slice(work.as_bytes());
+                reset_cover(stale, cover, covered, segments);
+            }
+            _ => {
+                *canvas = Some(work.clone());
+                reset_cover(stale, cover, covered, segments);
+            }
+        }
+        touched.clear();
+    }
+}
+
+/// How a frame's tiles cover a row segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cover {
+    /// Not at all.
+    None,
+    /// Some pixels, maybe all of them (by several tiles).
+    Part,
+    /// Every pixel, by one tile.
+    Whole,
+}
+
+/// After a keyframe: nothing stale, nothing covered, for `segments` row
+/// segments.
+fn reset_cover(
+    stale: &mut Vec<usize>,
+    cover: &mut Vec<Cover>,
+    covered: &mut Vec<usize>,
+    segments: usize,
+) {
+    stale.clear();
+    covered.clear();
+    cover.clear();
+    cover.resize(segments, Cover::None);
+}
+
+/// Marks the row segments `rect` covers; lists those it is the first to.
+fn mark_cover(
+    cover: &mut [Cover],
+    covered: &mut Vec<usize>,
+    columns: usize,
+    width: u32,
+    rect: Rect,
+) {
+    if rect.is_empty() {
+        return;
+    }
+    for column in rect.x / TILE_SIZE..=(rect.right() - 1) / TILE_SIZE {
+        let start = column * TILE_SIZE;
+        let whole = rect.x <= start && rect.right() >= (start + TILE_SIZE).min(width);
+        for y in rect.y..rect.bottom() {
+            let i = y as usize * columns + column as usize;
+            if let Some(c) = cover.get_mut(i) {
+                if *c == Cover::None {
+                    covered.push(i);
+                }
+                if whole {
+                    *c = Cover::Whole;
+                } else if *c == Cover::None {
+                    *c = Cover::Part;
                 }
             }
-            Some(canvas) if canvas.size() == work.size() => {
-                canvas.as_bytes_mut().copy_from_slice(work.as_bytes());
-            }
-            _ => self.canvas = Some(work.clone()),
         }
-        self.touched.clear();
+    }
+}
+
+/// Copies row segments (`y * columns + column`, sorted) from `from` to
+/// `to`, runs of neighbours in a row at once.
+fn copy_segments(to: &mut Frame, from: &Frame, columns: usize, which: &[usize]) {
+    let width = to.width();
+    let mut copy = |first: usize, end: usize| {
+        let (y, column) = ((first / columns) as u32, (first % columns) as u32);
+        let x = column * TILE_SIZE;
+        let right = ((column + (end - first) as u32) * TILE_SIZE).min(width);
+        to.copy_rect_from(from, Rect::new(x, y, right - x, 1));
+    };
+    let mut run: Option<(usize, usize)> = None;
+    for &i in which {
+        run = match run {
+            // The next segment in the same row.
+            Some((first, end)) if i == end && i % columns != 0 => Some((first, end + 1)),
+            Some((first, end)) => {
+                copy(first, end);
+                Some((i, i + 1))
+            }
+            None => Some((i, i + 1)),
+        };
+    }
+    if let Some((first, end)) = run {
+        copy(first, end);
     }
 }
 
@@ -937,6 +1151,13 @@ struct Reference {
     frame: Frame,
     /// `hashes[column * height + y]`: row `y` of tile column `column`.
     hashes: Vec<u64>,
+    /// The buffer that becomes the next reference. While a delta frame is
+    /// planned, its changed tiles are copied here as they are hashed (while
+    /// they are in the cache); elsewhere it holds an older frame.
+    next: Frame,
+    /// `behind[tile]`, tiles in [`grid`] order: where `next` is older
+    /// than `frame`.
+    behind: Vec<bool>,
 }
 
 /// At most this many vertical offsets are tried per tile.
@@ -949,7 +1170,7 @@ const MAX_RUNS: usize = 4;
 /// Encodes frames into update messages; see the module docs.
 pub struct ScreenEncoder {
     compressor: zstd::bulk::Compressor<'static>,
-    reference: Option<Reference>,
+    reference: Option<Box<Reference>>,
     next_sequence: u64,
     next_frame: u64,
     keyframe_requested: bool,
@@ -1057,37 +1278,45 @@ impl ScreenEncoder {
     /// Finds the changed tiles of a delta frame and decides what to send for
     /// each. Leaves the new frame's hashes in `next_hashes`.
     fn plan(&mut self, frame: &Frame) -> (Vec<Op>, Vec<Rect>) {
-        let Some(reference) = &self.reference else {
+        let Some(Reference {
+            frame: previous,
+            hashes,
+            next,
+            ..
+        }) = self.reference.as_deref_mut()
+        else {
             return (Vec::new(), Vec::new());
         };
-        let previous = &reference.frame;
-        let changed: Vec<Rect> = grid(frame.size())
-            .into_iter()
-            .filter(|&r| !rows_equal(frame, previous, r, r.y))
-            .collect();
+        let previous = &*previous;
+        let hashes = &*hashes;
+        let changed = changed_tiles(frame, previous);
         if changed.is_empty() {
             return (Vec::new(), changed);
         }
         let height = frame.height() as usize;
         self.next_hashes.clear();
-        self.next_hashes.extend_from_slice(&reference.hashes);
-        for rect in &changed {
-            let column = (rect.x / TILE_SIZE) as usize;
-            for y in rect.y..rect.bottom() {
-                let hash = frame
-                    .row_span(rect.x, y, rect.width)
-                    .map_or(0, segment_hash);
-                if let Some(slot) = self.next_hashes.get_mut(column * height + y as usize) {
-                    *slot = hash;
+        self.next_hashes.extend_from_slice(hashes);
+        // Row by row across each band of tiles, for the hardware prefetcher.
+        for band in changed.chunk_by(|a, b| a.y == b.y) {
+            let Some(first) = band.first() else { continue };
+            for y in first.y..first.bottom() {
+                for rect in band {
+                    let Some(row) = frame.row_span(rect.x, y, rect.width) else {
+                        continue;
+                    };
+                    let column = (rect.x / TILE_SIZE) as usize;
+                    if let Some(slot) = self.next_hashes.get_mut(column * height + y as usize) {
+                        *slot = segment_hash(row);
+                    }
+                    if let Some(to) = next.row_span_mut(rect.x, y, rect.width) {
+                        to.copy_from_slice(row);
+                    }
                 }
             }
         }
-        let mut candidates: Vec<Offset> =
-            vertical_moves(&changed, &reference.hashes, &self.next_hashes, height)
-                .into_iter()
-                .map(|dy| (0, dy))
-                .collect();
-        for offset in moves(frame, previous, &changed) {
+        let vertical = vertical_moves(&changed, hashes, &self.next_hashes, height);
+        let mut candidates: Vec<Offset> = vertical.iter().map(|&dy| (0, dy)).collect();
+        for offset in moves(frame, previous, &changed, &vertical) {
             if !candidates.contains(&offset) {
                 candidates.push(offset);
             }
@@ -1096,10 +1325,8 @@ impl ScreenEncoder {
         for &rect in &changed {
             let column = (rect.x / TILE_SIZE) as usize;
             let span = column * height..(column + 1) * height;
-            let (Some(old), Some(new)) = (
-                reference.hashes.get(span.clone()),
-                self.next_hashes.get(span),
-            ) else {
+            let (Some(old), Some(new)) = (hashes.get(span.clone()), self.next_hashes.get(span))
+            else {
                 ops.push(Op::Xor {
                     rect,
                     sx: rect.x,
@@ -1240,21 +1467,57 @@ impl ScreenEncoder {
         Ok(())
     }
 
-    /// Makes `frame` the reference: copies the changed tiles and keeps the
-    /// hashes computed for them.
+    /// Makes `frame` the reference. After a delta frame, whose changed
+    /// tiles `plan` copied into the next reference, that is brought up to
+    /// date in the tiles where it is behind and this frame did not change,
+    /// and swaps with the reference; the hashes computed for the changed
+    /// tiles are kept.
     fn remember(&mut self, frame: &Frame, keyframe: bool, changed: &[Rect]) {
+        let screen = frame.size();
+        let columns = screen.width().div_ceil(TILE_SIZE) as usize;
+        let tile_index =
+            |r: &Rect| (r.y / TILE_SIZE) as usize * columns + (r.x / TILE_SIZE) as usize;
         match &mut self.reference {
             Some(reference) if !keyframe => {
-                for &rect in changed {
-                    reference.frame.copy_rect_from(frame, rect);
+                let mut was_changed = vec![false; reference.behind.len()];
+                for rect in changed {
+                    if let Some(c) = was_changed.get_mut(tile_index(rect)) {
+                        *c = true;
+                    }
                 }
+                for (rect, (&behind, &now)) in grid(screen)
+                    .iter()
+                    .zip(reference.behind.iter().zip(&was_changed))
+                {
+                    if behind && !now {
+                        reference.next.copy_rect_from(&reference.frame, *rect);
+                    }
+                }
+                std::mem::swap(&mut reference.frame, &mut reference.next);
+                reference.behind = was_changed;
                 std::mem::swap(&mut reference.hashes, &mut self.next_hashes);
             }
             _ => {
-                self.reference = Some(Reference {
-                    frame: frame.clone(),
+                let tiles = grid(screen).len();
+                // The old buffers are reused: no page faults for fresh ones.
+                let (current, next, behind) = match self.reference.take() {
+                    Some(old) if old.frame.size() == screen => {
+                        let Reference {
+                            frame: older,
+                            mut next,
+                            ..
+                        } = *old;
+                        next.as_bytes_mut().copy_from_slice(frame.as_bytes());
+                        (next, older, true)
+                    }
+                    _ => (frame.clone(), frame.clone(), false),
+                };
+                self.reference = Some(Box::new(Reference {
+                    frame: current,
                     hashes: all_hashes(frame),
-                });
+                    next,
+                    behind: vec![behind; tiles],
+                }));
             }
         }
     }
@@ -1279,33 +1542,79 @@ fn set_tile_count(message: &mut [u8], count: u16) {
     }
 }
 
-/// Whether `rect` of `a` equals the same-sized rectangle of `b` at
-/// `(rect.x, source_y)`; false where either is off its screen.
-fn rows_equal(a: &Frame, b: &Frame, rect: Rect, source_y: u32) -> bool {
-    (0..rect.height).all(|row| {
-        match (
-            a.row_span(rect.x, rect.y + row, rect.width),
-            b.row_span(rect.x, source_y + row, rect.width),
-        ) {
-            (Some(x), Some(y)) => x == y,
-            _ => false,
+/// The tiles of [`grid`] where `frame` differs from `previous` (of the
+/// same size), in the same order. Whole rows are compared first; a row that
+/// differs is compared tile by tile, skipping the tiles known to differ.
+fn changed_tiles(frame: &Frame, previous: &Frame) -> Vec<Rect> {
+    let (w, h) = (frame.width(), frame.height());
+    let segment = TILE_SIZE as usize * BYTES_PER_PIXEL;
+    let mut differs = vec![false; w.div_ceil(TILE_SIZE) as usize];
+    let mut out = Vec::new();
+    for top in (0..h).step_by(TILE_SIZE as usize) {
+        let bottom = (top + TILE_SIZE).min(h);
+        differs.fill(false);
+        let mut undecided = differs.len();
+        for y in top..bottom {
+            if undecided == 0 {
+                break;
+            }
+            let (Some(a), Some(b)) = (frame.row_span(0, y, w), previous.row_span(0, y, w)) else {
+                continue;
+            };
+            if a == b {
+                continue;
+            }
+            for ((d, a), b) in differs
+                .iter_mut()
+                .zip(a.chunks(segment))
+                .zip(b.chunks(segment))
+            {
+                if !*d && a != b {
+                    *d = true;
+                    undecided -= 1;
+                }
+            }
         }
-    })
+        for (x, &d) in (0..w).step_by(TILE_SIZE as usize).zip(&differs) {
+            if d {
+                out.push(Rect::new(x, top, TILE_SIZE.min(w - x), bottom - top));
+            }
+        }
+    }
+    out
 }
 
 /// A fast 64-bit hash of a row segment (not cryptographic: a collision only
-/// costs compression).
+/// costs compression). Four independent lanes of 8-byte words, so that the
+/// multiplications overlap.
 fn segment_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = 0x243f_6a88_85a3_08d3 ^ bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(31);
+    let word = |b: &[u8]| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
+        w.copy_from_slice(b);
+        u64::from_le_bytes(w)
+    };
+    let len = bytes.len() as u64;
+    let mut lanes = [
+        0x243f_6a88_85a3_08d3 ^ len,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = mix(*lane, word(w));
+        }
+    }
+    let mut h = lanes.into_iter().fold(0, mix);
+    let mut words = blocks.remainder().chunks_exact(8);
+    for w in &mut words {
+        h = mix(h, word(w));
     }
     for &b in words.remainder() {
-        h = (h ^ u64::from(b)).wrapping_mul(K).rotate_left(31);
+        h = mix(h, u64::from(b));
     }
     h ^ (h >> 29)
 }
@@ -1374,7 +1683,8 @@ fn vertical_moves(changed: &[Rect], old: &[u64], new: &[u64], height: usize) -> 
     let mut columns: Vec<u32> = changed.iter().map(|r| r.x / TILE_SIZE).collect();
     columns.sort_unstable();
     columns.dedup();
-    let mut votes: HashMap<i64, u32> = HashMap::new();
+    // votes[dy + height]: the votes for offset dy.
+    let mut votes = vec![0u32; 2 * height + 1];
     let mut index: HashMap<u64, Seen, BuildHasherDefault<PassThrough>> = HashMap::default();
     for column in columns {
         let span = column as usize * height..(column as usize + 1) * height;
@@ -1396,12 +1706,17 @@ fn vertical_moves(changed: &[Rect], old: &[u64], new: &[u64], height: usize) -> 
                     continue;
                 }
                 for &from in index.get(n).map_or(&[][..], Seen::positions) {
-                    *votes.entry(from as i64 - y as i64).or_default() += 1;
+                    if let Some(v) = votes.get_mut(from + height - y) {
+                        *v += 1;
+                    }
                 }
             }
         }
     }
-    let mut ranked: Vec<(i64, u32)> = votes.into_iter().filter(|&(_, v)| v >= MIN_VOTES).collect();
+    let mut ranked: Vec<(i64, u32)> = (-(height as i64)..)
+        .zip(votes)
+        .filter(|&(_, v)| v >= MIN_VOTES)
+        .collect();
     ranked.sort_unstable_by_key(|&(dy, v)| (std::cmp::Reverse(v), dy.unsigned_abs(), dy));
     ranked
         .into_iter()
@@ -1425,8 +1740,9 @@ const SEARCH: i64 = 32;
 /// Offsets in any direction (a dragged window), found by looking for short
 /// row segments of changed tiles in the reference nearby: a few segments
 /// with some texture each, each looked for within [`SEARCH`] pixels, voting
-/// for the offsets where they occur (at most [`SAME`] times).
-fn moves(frame: &Frame, previous: &Frame, changed: &[Rect]) -> Vec<Offset> {
+/// for the offsets where they occur (at most [`SAME`] times). A segment
+/// found at one of the `vertical` offsets already is not looked for.
+fn moves(frame: &Frame, previous: &Frame, changed: &[Rect], vertical: &[i64]) -> Vec<Offset> {
     let (width, height) = (i64::from(frame.width()), i64::from(frame.height()));
     let probe_bytes = PROBE_WIDTH as usize * BYTES_PER_PIXEL;
     let step = changed.len().div_ceil(PROBES).max(1);
@@ -1435,6 +1751,22 @@ fn moves(frame: &Frame, previous: &Frame, changed: &[Rect]) -> Vec<Offset> {
         let Some((px, py, probe)) = pick_probe(frame, previous, *rect) else {
             continue;
         };
+        let explained = vertical.iter().any(|&dy| {
+            u32::try_from(i64::from(py) + dy)
+                .ok()
+                .and_then(|sy| previous.row_span(px, sy, PROBE_WIDTH))
+                == Some(probe)
+        });
+        if explained {
+            continue;
+        }
+        // Two of the probe's pixels that differ (it has texture) are
+        // compared first: most places fail there.
+        let first = pixel_at(probe, 0);
+        let textured = (1..PROBE_WIDTH as usize)
+            .find(|&i| pixel_at(probe, i) != first)
+            .unwrap_or(0);
+        let second = pixel_at(probe, textured);
         let mut found: Vec<Offset> = Vec::new();
         'search: for dy in -SEARCH..=SEARCH {
             let sy = i64::from(py) + dy;
@@ -1450,7 +1782,13 @@ fn moves(frame: &Frame, previous: &Frame, changed: &[Rect]) -> Vec<Offset> {
                     continue;
                 }
                 let at = sx as usize * BYTES_PER_PIXEL;
-                if row.get(at..at + probe_bytes) == Some(probe) {
+                let Some(there) = row.get(at..at + probe_bytes) else {
+                    continue;
+                };
+                if pixel_at(there, 0) == first
+                    && pixel_at(there, textured) == second
+                    && there == probe
+                {
                     found.push((dx, dy));
                     if found.len() > SAME {
                         break 'search;
@@ -1479,6 +1817,12 @@ fn moves(frame: &Frame, previous: &Frame, changed: &[Rect]) -> Vec<Offset> {
         .collect()
 }
 
+/// Pixel `i` of a row's bytes, if there.
+fn pixel_at(bytes: &[u8], i: usize) -> Option<[u8; BYTES_PER_PIXEL]> {
+    let at = i * BYTES_PER_PIXEL;
+    bytes.get(at..at + BYTES_PER_PIXEL)?.try_into().ok()
+}
+
 /// A changed segment of `rect` with some texture (not one colour), if any:
 /// its position and bytes.
 fn pick_probe<'f>(frame: &'f Frame, previous: &Frame, rect: Rect) -> Option<(u32, u32, &'f [u8])> {
@@ -1501,6 +1845,19 @@ fn pick_probe<'f>(frame: &'f Frame, previous: &Frame, rect: Rect) -> Option<(u32
         }
     }
     None
+}
+
+/// How many 4-pixel chunks of two rows of the same length are equal.
+fn equal_chunks(a: &[u8], b: &[u8]) -> usize {
+    const CHUNK: usize = 4 * BYTES_PER_PIXEL;
+    let word = |c: &[u8]| <[u8; CHUNK]>::try_from(c).ok().map(u128::from_ne_bytes);
+    let (mut x, mut y) = (a.chunks_exact(CHUNK), b.chunks_exact(CHUNK));
+    let whole = (&mut x)
+        .zip(&mut y)
+        .filter(|&(p, q)| word(p) == word(q))
+        .count();
+    let (p, q) = (x.remainder(), y.remainder());
+    whole + usize::from(!p.is_empty() && p == q)
 }
 
 /// Planning one changed tile; see [`TilePlan::plan`].
@@ -1552,11 +1909,7 @@ impl TilePlan<'_> {
                     self.frame.row_span(rect.x, rect.y + row, rect.width),
                     self.previous.row_span(sx, sy + row, rect.width),
                 ) {
-                    (Some(a), Some(b)) => a
-                        .chunks(16)
-                        .zip(b.chunks(16))
-                        .filter(|(a, b)| a == b)
-                        .count(),
+                    (Some(a), Some(b)) => equal_chunks(a, b),
                     _ => 0,
                 }
             })
@@ -1607,13 +1960,17 @@ impl TilePlan<'_> {
                 self.rect.width,
                 end - start,
             );
-            let in_place = (sub.x, sub.y);
-            if self.equal(sub, in_place) {
+            // Rows whose hashes differ differ.
+            let hashes_equal =
+                (sub.y..sub.bottom()).all(|y| self.new.get(y as usize) == self.old.get(y as usize));
+            if hashes_equal && self.equal(sub, (sub.x, sub.y)) {
                 continue;
             }
             if matched {
                 if let Some(source) = self.source(sub, best) {
-                    if self.equal(sub, source) {
+                    // A sideways match compared the bytes already; a
+                    // vertical one only the hashes.
+                    if best.0 != 0 || self.equal(sub, source) {
                         ops.push(Op::Copy {
                             rect: sub,
                             sx: source.0,
@@ -2039,6 +2396,17 @@ mod tests {
             let encoded = encoder.encode(frame).unwrap();
             apply_all(&mut decoder, &encoded);
             assert!(decoder.canvas().unwrap() == frame);
+        }
+        // Deltas follow at the new size, and after going back to an old one.
+        for (w, h) in [(130, 70), (100, 50), (130, 70)] {
+            let mut source = SyntheticScreen::new(Workload::DraggingWindow, size(w, h));
+            for n in 0..6 {
+                let frame = source.next_frame();
+                let encoded = encoder.encode(frame).unwrap();
+                assert_eq!(encoded.keyframe, n == 0);
+                apply_all(&mut decoder, &encoded);
+                assert!(decoder.canvas().unwrap() == frame, "{w}×{h} frame {n}");
+            }
         }
     }
 
@@ -2630,8 +2998,106 @@ mod tests {
         })
     }
 
+    /// A tile of a hand-made delta: where, which kind, the source corner
+    /// (clamped onto the screen), a noise seed for its data.
+    type AnyTile = (Rect, u8, (u32, u32), u64);
+
+    /// A tile rectangle: mostly a run of rows of a grid tile (what the
+    /// encoder sends), sometimes anywhere.
+    fn tile_rect(w: u32, h: u32) -> impl Strategy<Value = Rect> {
+        prop_oneof![
+            3 => (0..w.div_ceil(TILE_SIZE), 0..h, 1..=TILE_SIZE).prop_map(move |(c, y, rh)| {
+                let x = c * TILE_SIZE;
+                let tile_bottom = ((y / TILE_SIZE + 1) * TILE_SIZE).min(h);
+                Rect::new(x, y, TILE_SIZE.min(w - x), rh.min(tile_bottom - y))
+            }),
+            1 => (0..w, 0..h, 1..=TILE_SIZE, 1..=TILE_SIZE)
+                .prop_map(move |(x, y, rw, rh)| Rect::new(x, y, rw.min(w - x), rh.min(h - y))),
+        ]
+    }
+
+    /// Frames of hand-made tiles on a 150×70 screen (three tile columns, the
+    /// last narrow), each frame in one or two parts.
+    fn hand_made_frames() -> impl Strategy<Value = Vec<(Vec<AnyTile>, bool)>> {
+        let tile = (
+            tile_rect(150, 70),
+            0u8..3,
+            (0u32..150, 0u32..70),
+            any::<u64>(),
+        );
+        prop::collection::vec((prop::collection::vec(tile, 0..8), any::<bool>()), 1..10)
+    }
+
+    /// Noise bytes for a tile of `rect`.
+    fn noise_bytes(rect: Rect, mut seed: u64) -> Vec<u8> {
+        (0..rect.width * rect.height * 4)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn any_tiles_decode_like_a_fresh_copy_of_the_canvas(frames in hand_made_frames()) {
+            // A model decoder: each frame applied to a copy of the last.
+            let screen = size(150, 70);
+            let mut model = Frame::filled(screen, Bgra::default());
+            noise(&mut model, screen.rect(), 1);
+            let mut key = header(KEY_LAST, 0, 0, 0, 150, 70, 0);
+            let tiles = grid(screen);
+            set_tile_count(&mut key, tiles.len() as u16);
+            for r in tiles {
+                let data = zstd_of(&model.read_rect(r).unwrap());
+                let rect = (r.x as u16, r.y as u16, r.width as u8, r.height as u8);
+                key.extend(entry(0, rect, None, Some(&data)));
+            }
+            let mut decoder = ScreenDecoder::new();
+            prop_assert!(decoder.apply(&key).is_ok());
+            prop_assert!(decoder.canvas().unwrap() == &model);
+            let mut sequence = 1;
+            for (number, (tiles, two_parts)) in (1u64..).zip(frames) {
+                let previous = model.clone();
+                let split = if two_parts { tiles.len() / 2 } else { tiles.len() };
+                let mut parts = vec![tiles.get(..split).unwrap(), tiles.get(split..).unwrap()];
+                if !two_parts {
+                    parts.pop();
+                }
+                let last = parts.len() - 1;
+                for (part, list) in parts.into_iter().enumerate() {
+                    let flags = if part == last { FLAG_LAST_PART } else { 0 };
+                    let mut m = header(flags, sequence, number, part as u16, 150, 70, list.len() as u16);
+                    sequence += 1;
+                    for &(rect, kind, (sx, sy), seed) in list {
+                        let (sx, sy) = (sx.min(150 - rect.width), sy.min(70 - rect.height));
+                        let data = noise_bytes(rect, seed);
+                        let source = previous.read_rect(Rect::new(sx, sy, rect.width, rect.height)).unwrap();
+                        let (pixels, from, zstd) = match kind {
+                            0 => (data.clone(), None, Some(zstd_of(&data))),
+                            1 => (
+                                source.iter().zip(&data).map(|(s, d)| s ^ d).collect(),
+                                Some((sx as u16, sy as u16)),
+                                Some(zstd_of(&data)),
+                            ),
+                            _ => (source, Some((sx as u16, sy as u16)), None),
+                        };
+                        for (row, bytes) in (rect.y..).zip(pixels.chunks(rect.width as usize * 4)) {
+                            model.row_span_mut(rect.x, row, rect.width).unwrap().copy_from_slice(bytes);
+                        }
+                        let at = (rect.x as u16, rect.y as u16, rect.width as u8, rect.height as u8);
+                        m.extend(entry(kind, at, from, zstd.as_deref()));
+                    }
+                    prop_assert!(decoder.apply(&m).is_ok());
+                }
+                prop_assert!(decoder.canvas().unwrap() == &model, "frame {}", number);
+            }
+        }
+
 
         #[test]
         fn random_changes_round_trip((w, h, seed, steps) in scenario()) {
