@@ -158,8 +158,9 @@ pub(crate) struct Collab {
     presenter: Option<PeerId>,
     presenting: Option<Presenter>,
     viewer: Option<Viewer>,
-    /// Where the app's own commands come in (the hotkey sends there).
-    commands: mpsc::Sender<Command>,
+    /// Where the app's own commands come in (the hotkey sends there). Weak,
+    /// so that the session still ends when the app drops its handle.
+    commands: mpsc::WeakSender<Command>,
     /// File transfers, one table per peer.
     transfers: BTreeMap<PeerId, Transfers>,
     /// When each transfer last reported progress.
@@ -301,7 +302,7 @@ impl Collab {
             presenter: None,
             presenting: None,
             viewer: None,
-            commands,
+            commands: commands.downgrade(),
             transfers: BTreeMap::new(),
             progress_shown: BTreeMap::new(),
             file_work: false,
@@ -1358,7 +1359,7 @@ fn start_injector(
 /// commands.
 fn grab_hotkey(
     share: &Option<ShareOptions>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::WeakSender<Command>,
     out: &mut Vec<Out>,
 ) -> Option<conclave_desktop::hotkey::StopHotkey> {
     let display = share.as_ref()?.source.display()?;
@@ -1366,7 +1367,9 @@ fn grab_hotkey(
         display,
         conclave_desktop::hotkey::STOP_KEYSYM,
         move || {
-            let _ = commands.try_send(Command::StopControl(ControlEnd::Hotkey));
+            if let Some(c) = commands.upgrade() {
+                let _ = c.try_send(Command::StopControl(ControlEnd::Hotkey));
+            }
         },
     ) {
         Ok(h) => Some(h),

@@ -720,3 +720,26 @@ async fn r21_the_master_hands_the_presenter_role_on_and_takes_it_back() {
     .await;
     next(&mut people[1].1, stats_from(1, 320)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_drops_its_session_leaves_it_and_stops_sharing() {
+    let relay = relay().await;
+    let (mut m, p, shown, peer) = support_with(
+        &relay,
+        MediaOptions::default(),
+        |_| {},
+        MediaOptions::default(),
+    )
+    .await;
+    next(&mut m, |e| matches!(e, Event::ScreenStats { .. })).await;
+    drop(p);
+    next(
+        &mut m,
+        |e| matches!(e, Event::Left { peer: p, .. } if *p == peer.0),
+    )
+    .await;
+    // No frame arrives any more.
+    let before = shown.0.lock().unwrap().clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(*shown.0.lock().unwrap() == before, "frames still arrive");
+}
