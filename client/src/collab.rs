@@ -650,14 +650,20 @@ impl Collab {
         }
     }
 
-    /// Waits for the presenter's next frame or the viewer's next report.
-    pub(crate) async fn wake(&mut self) -> Wake {
+    /// Whether this app shares its screen now.
+    pub(crate) fn is_presenting(&self) -> bool {
+        self.presenting.is_some()
+    }
+
+    /// Waits for the presenter's next frame (only when `take_frames`) or the
+    /// viewer's next report.
+    pub(crate) async fn wake(&mut self, take_frames: bool) -> Wake {
         let (presenting, viewer) = (&mut self.presenting, &mut self.viewer);
         tokio::select! {
             p = async {
                 match presenting {
-                    Some(p) => p.packets.recv().await,
-                    None => std::future::pending().await,
+                    Some(p) if take_frames => p.packets.recv().await,
+                    _ => std::future::pending().await,
                 }
             } => Wake::Packets(p),
             r = async {

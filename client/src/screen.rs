@@ -3,7 +3,9 @@
 //!
 //! - **Latest frame wins.** The presenter captures a new frame only when the
 //!   session has taken the previous one's packets (a channel of one frame),
-//!   and the session takes them only as fast as its relay link drains. So
+//!   and the session takes them only while at most
+//!   [`SCREEN_BACKLOG`](crate::session::SCREEN_BACKLOG) frames wait to be
+//!   written to the relay, i.e. as fast as its relay link drains. So
 //!   the frame rate follows the link: on a slow link fewer, fresher frames
 //!   are sent, and nothing queues up without bound. [`ShareOptions::max_fps`]
 //!   caps the rate when the link is fast (and keeps an idle screen from

@@ -53,6 +53,10 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(300);
 pub const RELAY_SILENCE: Duration = Duration::from_millis(1_200);
 /// How long the runtime keeps trying relays after losing one.
 pub const FAILOVER_BUDGET: Duration = Duration::from_secs(20);
+/// Frames waiting to be written beyond which no new screen frame is taken.
+pub const SCREEN_BACKLOG: usize = 4;
+/// How soon the runtime looks again for room for a screen frame.
+const SCREEN_RECHECK: Duration = Duration::from_millis(4);
 /// Events buffered for the app before the runtime waits for it.
 const EVENT_QUEUE: usize = 1_024;
 
@@ -713,9 +717,19 @@ impl<D: Driver> Runtime<D> {
             .engine_ref()
             .poll_timeout()
             .map(|t| self.origin + Duration::from_millis(t.0));
+        // A new screen frame is taken only while few frames wait to be
+        // written: the frame rate follows what the link drains, and a slow
+        // link gets fewer, fresher frames instead of a backlog.
+        let out = &self.link.conn.outgoing;
+        let frames_room = out.max_capacity() - out.capacity() <= SCREEN_BACKLOG;
         let deadline = match (engine_deadline, self.collab.deadline()) {
             // File chunks wait: come back at once (flushing paces them).
             _ if self.collab.has_file_work() => Some(Instant::now()),
+            // Look again shortly for room for the next frame.
+            (a, _) if !frames_room && self.collab.is_presenting() => {
+                let soon = Instant::now() + SCREEN_RECHECK;
+                Some(a.map_or(soon, |a| a.min(soon)))
+            }
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -760,7 +774,7 @@ impl<D: Driver> Runtime<D> {
                 }
                 self.apply(outs, &mut extra);
             }
-            wake = self.collab.wake() => {
+            wake = self.collab.wake(frames_room) => {
                 let mut outs = Vec::new();
                 self.collab.woke(wake, &mut outs);
                 self.apply(outs, &mut extra);
