@@ -61,7 +61,8 @@ base=$((20000 + RANDOM % 20000))
 pids+=($!)
 "$bin/conclave-portal" relay add local --host 127.0.0.1 --key "$(cat relay.pub)" \
   --quic "$base" --tls "$((base + 1))" --websocket 0 > /dev/null
-"$bin/conclave-portal" profile set support --set password_required=true > /dev/null
+"$bin/conclave-portal" profile set support --set password_required=true \
+  --set remote_control=true --set file_transfer=true > /dev/null
 "$bin/conclave-portal" brand set demo --product "Conclave Demo" --organisation "Demo Ltd" > /dev/null
 license="$("$bin/conclave-portal" license issue --licensee "Demo Ltd" --profile support)"
 "$bin/conclave-portal" build master --profile support --brand demo --license "$license" --out agent > /dev/null
