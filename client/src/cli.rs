@@ -54,11 +54,10 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Runs `app` on a runtime with two worker threads (plenty for one session)
-/// and exits the process with the code it returns. The runtime is never
-/// dropped: that would wait for the thread blocked reading standard input.
-pub fn run_and_exit(app: impl std::future::Future<Output = u8>) -> ! {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// A runtime with two worker threads (plenty for one session); exits the
+/// process if there is none.
+fn runtime_or_exit() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
@@ -68,7 +67,14 @@ pub fn run_and_exit(app: impl std::future::Future<Output = u8>) -> ! {
             eprintln!("cannot start: {e}");
             std::process::exit(i32::from(EXIT_FAILED));
         }
-    };
+    }
+}
+
+/// Runs `app` on a runtime with two worker threads (plenty for one session)
+/// and exits the process with the code it returns. The runtime is never
+/// dropped: that would wait for the thread blocked reading standard input.
+pub fn run_and_exit(app: impl std::future::Future<Output = u8>) -> ! {
+    let runtime = runtime_or_exit();
     let code = runtime.block_on(app);
     std::process::exit(i32::from(code))
 }
@@ -364,17 +370,7 @@ pub fn run_with_window(
     app: impl std::future::Future<Output = u8> + Send + 'static,
     window: impl FnOnce() -> Result<(), String>,
 ) -> ! {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            std::process::exit(i32::from(EXIT_FAILED));
-        }
-    };
+    let runtime = runtime_or_exit();
     let session = runtime.spawn(app);
     let closed = window();
     let code = runtime.block_on(async move {

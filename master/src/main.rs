@@ -39,13 +39,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use conclave_client::cli::share_option;
-use conclave_client::cli::{
-    drive, drive_with, print_extra, run_with_window, CommandSender, Output, EXIT_FAILED,
-};
+use conclave_client::cli::{drive, print_extra, run_with_window, Output, EXIT_FAILED};
 use conclave_client::collab::MediaOptions;
 use conclave_client::connect::{Attempts, Who};
 use conclave_client::relays::generate_password;
@@ -58,8 +56,8 @@ use conclave_protocol::stage1::SessionKind;
 use conclave_protocol::trailer::VerifiedBuild;
 use conclave_ui::replay::{self, parse_speed, Ending, Player, UNVERIFIED_WARNING};
 use conclave_ui::{
-    forward_actions, run_viewer, Bridge, LatestFrame, Model, ScreenSink, SharedBridge, SharedModel,
-    WindowOptions,
+    drive_with_window, run_viewer, Bridge, LatestFrame, Model, ScreenSink, SharedBridge,
+    SharedModel, WindowOptions,
 };
 use zeroize::Zeroizing;
 
@@ -270,18 +268,7 @@ fn start_with_window(
                     b.notice("no password: admit each participant after comparing the safety code")
                 }
             });
-            let sender = CommandSender::new(&running.handle);
-            let forwarding = bridge.clone();
-            let spawned = std::thread::Builder::new()
-                .name("window-actions".into())
-                .spawn(move || forward_actions(&forwarding, &from_window, |c| sender.send(c)));
-            if let Err(e) = spawned {
-                eprintln!("conclave-master: the window's buttons will not work: {e}");
-            }
-            drive_with(running, output, |event| {
-                bridge.with(|b| b.apply(event, Instant::now()));
-            })
-            .await
+            drive_with_window(running, output, bridge, from_window, "window-actions").await
         },
         move || {
             run_viewer(WindowOptions::viewer(title), model, screen, actions)

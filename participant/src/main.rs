@@ -22,13 +22,10 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use conclave_client::cli::share_option;
-use conclave_client::cli::{
-    drive, drive_with, run_with_window, CommandSender, Output, EXIT_FAILED,
-};
+use conclave_client::cli::{drive, run_with_window, Output, EXIT_FAILED};
 use conclave_client::collab::MediaOptions;
 use conclave_client::connect::{Attempts, Who};
 use conclave_client::session::{join, JoinOptions};
@@ -36,7 +33,7 @@ use conclave_protocol::artefact::Role;
 use conclave_protocol::frame::SessionId;
 use conclave_protocol::trailer::VerifiedBuild;
 use conclave_ui::{
-    forward_actions, run_banner, Bridge, Model, SharedBridge, SharedModel, WindowOptions,
+    drive_with_window, run_banner, Bridge, Model, SharedBridge, SharedModel, WindowOptions,
 };
 use zeroize::Zeroizing;
 
@@ -169,18 +166,7 @@ fn join_with_banner(build: VerifiedBuild, options: JoinOptions, output: Output) 
                     return EXIT_FAILED;
                 }
             };
-            let sender = CommandSender::new(&running.handle);
-            let forwarding = bridge.clone();
-            let spawned = std::thread::Builder::new()
-                .name("banner-actions".into())
-                .spawn(move || forward_actions(&forwarding, &from_window, |c| sender.send(c)));
-            if let Err(e) = spawned {
-                eprintln!("conclave-participant: the banner's buttons will not work: {e}");
-            }
-            drive_with(running, output, |event| {
-                bridge.with(|b| b.apply(event, Instant::now()));
-            })
-            .await
+            drive_with_window(running, output, bridge, from_window, "banner-actions").await
         },
         move || {
             run_banner(WindowOptions::banner(title), model, actions)

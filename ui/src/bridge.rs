@@ -19,9 +19,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use conclave_client::cli::describe;
+use conclave_client::cli::{describe, drive_with, CommandSender, Output};
 use conclave_client::events::{Command, Event};
 use conclave_client::screen::FrameSink;
+use conclave_client::session::Running;
 use conclave_media::frame::Frame;
 use conclave_protocol::app::ControlEnd;
 use conclave_protocol::frame::PeerId;
@@ -515,6 +516,31 @@ pub fn forward_actions(
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// Runs a session whose app shows a window: the window's actions go to the
+/// session from a thread of its own (named `thread`), and every event the
+/// command line prints also updates the window. Returns the session's exit
+/// code, as [`drive_with`] does.
+pub async fn drive_with_window(
+    running: Running,
+    output: Output,
+    bridge: SharedBridge,
+    from_window: Receiver<UiAction>,
+    thread: &str,
+) -> u8 {
+    let sender = CommandSender::new(&running.handle);
+    let forwarding = bridge.clone();
+    let spawned = std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || forward_actions(&forwarding, &from_window, |c| sender.send(c)));
+    if let Err(e) = spawned {
+        eprintln!("the window's buttons will not work: {e}");
+    }
+    drive_with(running, output, |event| {
+        bridge.with(|b| b.apply(event, Instant::now()));
+    })
+    .await
 }
 
 /// "30 fps · 120 KB/s · 12 ms".

@@ -85,7 +85,7 @@ pub mod viewer;
 mod window;
 
 pub use banner::run_banner;
-pub use bridge::{forward_actions, Bridge, ScreenSink, SharedBridge};
+pub use bridge::{drive_with_window, forward_actions, Bridge, ScreenSink, SharedBridge};
 pub use latest::LatestFrame;
 pub use model::{Admission, ConsentPrompt, ControlView, MemberView, Model, SharedModel};
 pub use viewer::run_viewer;
