@@ -204,6 +204,13 @@ pub fn describe(event: &Event) -> String {
             "{by} asks to control this computer: type \"allow\" or \"deny\" within {seconds} s (then: {default}); \"stop\" or F11 ends control at any time"
         ),
         Event::Control { peer, state, reason } => format!("remote control of participant {peer}: {state} ({reason})"),
+        Event::Hand { peer, raised } => {
+            if *raised {
+                format!("participant {peer} raised a hand")
+            } else {
+                format!("participant {peer} lowered the hand")
+            }
+        }
         Event::Recording { active, by } => {
             if *active {
                 format!("{by} is recording this session")

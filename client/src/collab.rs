@@ -599,6 +599,23 @@ impl Collab {
         }
     }
 
+    /// Master: `peer`'s hand is up or down; everyone is told.
+    fn hand(&mut self, peer: PeerId, raised: bool, out: &mut Vec<Out>) {
+        let Side::Master { members, .. } = &self.side else {
+            return;
+        };
+        if !members.contains(&peer) {
+            return;
+        }
+        for p in members {
+            out.push(app(*p, &AppMessage::Hand { peer, raised }));
+        }
+        out.push(Out::Emit(Event::Hand {
+            peer: peer.0,
+            raised,
+        }));
+    }
+
     /// Tells everyone that this side records (or stopped).
     fn announce_recording(&mut self, active: bool, out: &mut Vec<Out>) {
         let by =
@@ -781,6 +798,15 @@ impl Collab {
                 c @ (Command::SendFile(..) | Command::AcceptFile(..) | Command::DeclineFile(..)),
             ) => self.file_command(c, out),
             (_, Command::Record(start)) => self.record_command(start, out),
+            (Side::Participant { me, .. }, Command::Hand(None, raised)) => {
+                let me = *me;
+                // The master's answer to everyone, this side included, shows it.
+                out.push(app(PeerId::MASTER, &AppMessage::Hand { peer: me, raised }));
+            }
+            (Side::Master { .. }, Command::Hand(Some(peer), false)) => self.hand(peer, false, out),
+            (_, Command::Hand(..)) => out.push(error(
+                "a participant raises or lowers its own hand; the moderator lowers others' (lower N)",
+            )),
             (_, other) => return Some(other),
         }
         None
@@ -989,6 +1015,15 @@ impl Collab {
                 if control.remove(&from).is_some() {
                     out.push(control_event(from, "ended", why.describe()));
                 }
+            }
+            (Side::Master { .. }, AppMessage::Hand { raised, .. }) => self.hand(from, raised, out),
+            (Side::Participant { .. }, AppMessage::Hand { peer, raised })
+                if from == PeerId::MASTER =>
+            {
+                out.push(Out::Emit(Event::Hand {
+                    peer: peer.0,
+                    raised,
+                }));
             }
             (side, AppMessage::Recording { active, by }) => {
                 if let Side::Master { members, .. } = side {

@@ -219,6 +219,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A hand was raised or lowered (R27).
+    Hand {
+        /// Whose.
+        peer: u32,
+        /// Raised (true) or lowered.
+        raised: bool,
+    },
     /// A recording started or stopped (R25).
     Recording {
         /// Whether it runs now.
@@ -304,6 +311,9 @@ pub enum Command {
     DeclineFile(Option<PeerId>, u32),
     /// Start (`true`) or stop recording the session (R25).
     Record(bool),
+    /// (Participant) raise or lower the hand; (master) lower a
+    /// participant's hand with `Some(peer)` (R27).
+    Hand(Option<PeerId>, bool),
 }
 
 /// The names of `rights`, for people and JSON.
@@ -408,6 +418,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 Command::DeclineFile(who, id)
             })
         }
+        "raise" => Ok(Command::Hand(None, true)),
+        "lower" if rest.is_empty() => Ok(Command::Hand(None, false)),
+        "lower" => Ok(Command::Hand(Some(peer()?), false)),
         "record" => match rest {
             "" | "start" => Ok(Command::Record(true)),
             "stop" => Ok(Command::Record(false)),
@@ -417,7 +430,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             input_command(word, rest).map(Command::Input)
         }
         _ => Err(format!(
-            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, send [N] FILE, accept [N] ID, decline [N] ID, record [stop], release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
+            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, send [N] FILE, accept [N] ID, decline [N] ID, record [stop], raise, lower [N], release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
         )),
     }
 }

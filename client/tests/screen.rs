@@ -632,7 +632,7 @@ async fn r25_a_recording_is_announced_verifies_and_a_changed_byte_is_detected() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r21_the_master_hands_the_presenter_role_on_and_takes_it_back() {
+async fn r21_r27_the_master_hands_the_presenter_role_on_and_takes_it_back_and_hands_go_up() {
     let relay = relay().await;
     let relays = vec![entry(&relay)];
     let meeting = |p: &mut PolicyProfile| {
@@ -707,6 +707,18 @@ async fn r21_the_master_hands_the_presenter_role_on_and_takes_it_back() {
     // A participant cannot take the role itself.
     people[1].1.handle.send(Command::Present(Some(bob))).await;
     next(&mut people[1].1, |e| matches!(e, Event::Error { .. })).await;
+    // R27: Bob raises a hand; the host and Ann see it; the host lowers it.
+    people[1].1.handle.send(Command::Hand(None, true)).await;
+    let raised = move |e: &Event| matches!(e, Event::Hand { peer, raised: true } if *peer == bob.0);
+    next(&mut m, raised).await;
+    next(&mut people[0].1, raised).await;
+    next(&mut people[1].1, raised).await;
+    m.handle.send(Command::Hand(Some(bob), false)).await;
+    let lowered =
+        move |e: &Event| matches!(e, Event::Hand { peer, raised: false } if *peer == bob.0);
+    next(&mut people[1].1, lowered).await;
+    next(&mut people[0].1, lowered).await;
+
     // Taken back: Ann stops and loses the right, Bob sees the host again.
     m.handle.send(Command::Present(Some(PeerId::MASTER))).await;
     next(

@@ -21,6 +21,10 @@
 //!    stop hotkey and says [`AppMessage::ControlEnded`]; the master ends it
 //!    with [`AppMessage::ReleaseControl`] or by narrowing the rights.
 //!
+//! ## Raised hands (R27)
+//! A participant tells the master, and the master tells everyone, with
+//! [`AppMessage::Hand`]; the master can lower anyone's hand.
+//!
 //! ## Recording (R25)
 //! Whoever records tells the master, and the master tells everyone, with
 //! [`AppMessage::Recording`].
@@ -76,6 +80,15 @@ pub enum AppMessage {
     ControlEnded(ControlEnd),
     /// Master → participant: ends control.
     ReleaseControl,
+    /// A raised or lowered hand (R27): participant → master about itself
+    /// (`peer` is ignored, the sender counts), master → participants about
+    /// anyone.
+    Hand {
+        /// Whose hand.
+        peer: PeerId,
+        /// Raised (true) or lowered.
+        raised: bool,
+    },
     /// A recording started or stopped.
     Recording {
         /// Whether it runs now.
@@ -107,6 +120,10 @@ mod tests {
             },
             AppMessage::ControlEnded(ControlEnd::Hotkey),
             AppMessage::ReleaseControl,
+            AppMessage::Hand {
+                peer: PeerId(3),
+                raised: true,
+            },
             AppMessage::Recording {
                 active: true,
                 by: BoundedString::new("x".repeat(64)).unwrap(),

@@ -317,6 +317,7 @@ impl Bridge {
             | Event::Error { .. }
             | Event::Sharing { .. }
             | Event::Recording { .. }
+            | Event::Hand { .. }
             | Event::FileOffered { .. }
             | Event::File { .. } => self.notice(describe(event)),
         }
