@@ -4,7 +4,7 @@
 #   protocol/fuzz/run.sh SECONDS [TARGET...]     (from any directory)
 #
 # Targets: frame messages artefacts stage1 master participant trailer screen
-# recording files (all by default).
+# recording files audit (all by default).
 # First writes the seed inputs (src/bin/seeds.rs) into corpus/<target>/, then
 # runs `cargo fuzz run` on each target with -max_total_time=SECONDS. Exits
 # non-zero if any target crashes (panic, failed assertion, ASan report,
@@ -25,7 +25,7 @@
 #   FUZZ_ARGS                 extra libFuzzer arguments, e.g. "-jobs=2 -workers=2"
 set -euo pipefail
 
-all_targets=(frame messages artefacts stage1 master participant trailer screen recording files)
+all_targets=(frame messages artefacts stage1 master participant trailer screen recording files audit)
 
 usage() {
   echo "usage: $0 SECONDS [TARGET...]" >&2
@@ -55,6 +55,8 @@ max_len() {
     recording) echo 16384 ;;
     # One message: a full chunk is 64 KiB and a few bytes.
     files) echo 66000 ;;
+    # A few audit-log lines (each at most 4 KiB).
+    audit) echo 16384 ;;
   esac
 }
 

@@ -776,6 +776,51 @@ fn main() {
         }
     }
 
+    // ------------------------------------------------ the relay's audit log (R17)
+    {
+        use conclave_relay::audit::{AuditEvent, AuditLog, AuditRecord};
+        let path = std::env::temp_dir().join(format!("conclave-audit-seed-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut log = AuditLog::open(&path).expect("audit log");
+        for (i, event) in [
+            AuditEvent::SessionCreated,
+            AuditEvent::Joined,
+            AuditEvent::Refused,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            log.append(&AuditRecord {
+                time: 1_800_000_000 + i as u64,
+                event,
+                login: "Acme Ltd".into(),
+                license: "1234567890".into(),
+                session: Some(123_456),
+                participants: i as u32,
+                client_version: "1.0.0".into(),
+                os_user: "ann".into(),
+                host: "laptop".into(),
+                ip: "192.0.2.7".into(),
+                text: if i == 2 {
+                    "wrong password".into()
+                } else {
+                    String::new()
+                },
+            })
+            .expect("audit record");
+        }
+        drop(log);
+        let bytes = std::fs::read(&path).expect("audit log bytes");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            AuditLog::verify(&bytes[..])
+                .expect("seed log verifies")
+                .records,
+            3
+        );
+        seeds.write("audit", "three-records", &bytes);
+    }
+
     eprintln!(
         "wrote {} seed files under {}",
         seeds.written,
