@@ -36,7 +36,7 @@
 //!   forces recording starts it with the session (the master refuses to
 //!   open one without `--record FILE`); one that forbids it refuses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -134,7 +134,8 @@ enum Controlled {
 enum Side {
     Master {
         kind: SessionKind,
-        members: BTreeSet<PeerId>,
+        /// Admitted participants, by the names they were admitted under.
+        members: BTreeMap<PeerId, String>,
         rights: BTreeMap<PeerId, Rights>,
         control: BTreeMap<PeerId, Granted>,
     },
@@ -253,7 +254,7 @@ impl Collab {
         Self::new(
             Side::Master {
                 kind,
-                members: BTreeSet::new(),
+                members: BTreeMap::new(),
                 rights: BTreeMap::new(),
                 control: BTreeMap::new(),
             },
@@ -477,10 +478,11 @@ impl Collab {
         match &self.side {
             Side::Participant { .. } => Ok(PeerId::MASTER),
             Side::Master { members, .. } => match named {
-                Some(p) if members.contains(&p) => Ok(p),
+                Some(p) if members.contains_key(&p) => Ok(p),
                 Some(p) => Err(format!("{p} is not in the session")),
                 None if members.len() == 1 => members
-                    .first()
+                    .keys()
+                    .next()
                     .copied()
                     .ok_or_else(|| "nobody is in the session".to_string()),
                 None => Err("name the participant: send N FILE, accept N ID".into()),
@@ -604,10 +606,10 @@ impl Collab {
         let Side::Master { members, .. } = &self.side else {
             return;
         };
-        if !members.contains(&peer) {
+        if !members.contains_key(&peer) {
             return;
         }
-        for p in members {
+        for p in members.keys() {
             out.push(app(*p, &AppMessage::Hand { peer, raised }));
         }
         out.push(Out::Emit(Event::Hand {
@@ -623,7 +625,7 @@ impl Collab {
         let msg = AppMessage::Recording { active, by };
         match &self.side {
             Side::Master { members, .. } => {
-                for p in members {
+                for p in members.keys() {
                     out.push(app(*p, &msg));
                 }
             }
@@ -646,12 +648,12 @@ impl Collab {
             }
             Event::ScreenStats { .. } | Event::Ended { .. } => Ok(()),
             other => {
-                let mut line = crate::cli::describe(other);
-                line.truncate(conclave_protocol::recording::MAX_NOTE);
-                while !line.is_char_boundary(line.len()) {
-                    line.pop();
-                }
-                r.write(|w, at| w.note(at, &line))
+                let line = crate::cli::describe(other);
+                let line = conclave_protocol::bounded::prefix(
+                    &line,
+                    conclave_protocol::recording::MAX_NOTE,
+                );
+                r.write(|w, at| w.note(at, line))
             }
         };
         if let Err(e) = written {
@@ -830,10 +832,10 @@ impl Collab {
                     rights,
                     ..
                 },
-                Event::Admitted { peer, .. },
+                Event::Admitted { peer, name, .. },
             ) => {
                 let peer = PeerId(*peer);
-                members.insert(peer);
+                members.insert(peer, name.clone());
                 if *kind == SessionKind::Support && self.policy.screen_sharing {
                     // The customer shows its screen: that is the session.
                     let r = rights.get(&peer).copied().unwrap_or(Rights::NONE);
@@ -1025,18 +1027,24 @@ impl Collab {
                     raised,
                 }));
             }
-            (side, AppMessage::Recording { active, by }) => {
-                if let Side::Master { members, .. } = side {
-                    for p in members.iter().filter(|p| **p != from) {
-                        out.push(app(
-                            *p,
-                            &AppMessage::Recording {
-                                active,
-                                by: by.clone(),
-                            },
-                        ));
-                    }
+            (Side::Master { members, .. }, AppMessage::Recording { active, .. }) => {
+                // Who records is the name the master admitted, not the claim.
+                let Some(name) = members.get(&from).cloned() else {
+                    return;
+                };
+                let by = crate::connect::bounded::<64>(&name);
+                for p in members.keys().filter(|p| **p != from) {
+                    out.push(app(
+                        *p,
+                        &AppMessage::Recording {
+                            active,
+                            by: by.clone(),
+                        },
+                    ));
                 }
+                out.push(Out::Emit(Event::Recording { active, by: name }));
+            }
+            (Side::Participant { .. }, AppMessage::Recording { active, by }) => {
                 out.push(Out::Emit(Event::Recording {
                     active,
                     by: by.as_str().to_string(),
@@ -1131,7 +1139,7 @@ impl Collab {
         let Side::Master { members, .. } = &self.side else {
             return;
         };
-        for peer in members {
+        for peer in members.keys() {
             out.push(app(*peer, &AppMessage::Presenter(self.presenter)));
         }
         out.push(Out::Emit(Event::Presenter {
@@ -1152,7 +1160,7 @@ impl Collab {
             return;
         }
         if let Some(p) = who.filter(|p| *p != PeerId::MASTER) {
-            if !members.contains(&p) {
+            if !members.contains_key(&p) {
                 out.push(error(format!("{p} is not in the session")));
                 return;
             }
@@ -1205,7 +1213,7 @@ impl Collab {
             out.push(error("remote control is disabled by this session's policy"));
             return;
         }
-        if !members.contains(&peer) {
+        if !members.contains_key(&peer) {
             out.push(error(format!("{peer} is not in the session")));
             return;
         }

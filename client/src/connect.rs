@@ -86,11 +86,7 @@ pub struct Who {
 
 /// Cuts `text` to at most `N` bytes at a character boundary.
 pub fn bounded<const N: usize>(text: &str) -> BoundedString<N> {
-    let mut end = text.len().min(N);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    BoundedString::new(text.get(..end).unwrap_or_default()).unwrap_or_default()
+    BoundedString::new(conclave_protocol::bounded::prefix(text, N)).unwrap_or_default()
 }
 
 impl Who {

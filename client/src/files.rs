@@ -49,7 +49,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
-use conclave_protocol::bounded::{BoundedBytes, BoundedString};
+use conclave_protocol::bounded::{prefix, BoundedBytes, BoundedString};
 use conclave_protocol::files::{
     CancelReason, FileMessage, Offer, TransferId, CHUNK, MAX_FILE_SIZE, MAX_NAME,
 };
@@ -374,21 +374,11 @@ pub fn validate_name(offered: &str) -> Result<&str, &'static str> {
     }
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a character
-/// boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
-}
-
 /// The partial file's name for `name` offered with `sha256`.
 fn part_name(name: &str, sha256: &[u8; 32]) -> String {
     let digits = hex::encode(sha256.get(..8).unwrap_or_default());
     let room = MAX_NAME - 1 - digits.len() - PART_SUFFIX.len();
-    format!("{}.{digits}{PART_SUFFIX}", truncate(name, room))
+    format!("{}.{digits}{PART_SUFFIX}", prefix(name, room))
 }
 
 /// The `n`th name tried for a received file: `name`, then `stem (n).ext`,
@@ -404,8 +394,8 @@ fn numbered_name(name: &str, n: u32) -> String {
     };
     let tag = format!(" ({n})");
     let room = MAX_NAME.saturating_sub(tag.len() + ext.len());
-    let ext = truncate(ext, MAX_NAME - tag.len());
-    format!("{}{tag}{ext}", truncate(stem, room))
+    let ext = prefix(ext, MAX_NAME - tag.len());
+    format!("{}{tag}{ext}", prefix(stem, room))
 }
 
 /// Reads into `buf` until it is full or the file ends; returns how much was read.

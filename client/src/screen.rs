@@ -317,7 +317,7 @@ impl Viewer {
                     };
                     if let Some(p) = packet {
                         window.bytes += p.len() as u64;
-                        match decoder.apply(&p) {
+                        let refused = match decoder.apply(&p) {
                             Ok(Shown::Frame { captured_us }) => {
                                 if let Some(frame) = decoder.canvas() {
                                     window.frame(frame, captured_us);
@@ -325,17 +325,16 @@ impl Viewer {
                                         s.show(frame, captured_us);
                                     }
                                 }
+                                None
                             }
-                            Ok(Shown::Nothing) => {}
-                            Err(e) => {
-                                let _ =
-                                    report_tx.try_send(ViewerReport::NeedKeyframe(e.to_string()));
-                            }
-                        }
-                        if decoder.needs_keyframe() && window.may_ask() {
-                            let _ = report_tx.try_send(ViewerReport::NeedKeyframe(
-                                "waiting for a keyframe".into(),
-                            ));
+                            Ok(Shown::Nothing) => None,
+                            Err(e) => Some(e.to_string()),
+                        };
+                        // Asked at most every 250 ms, however many packets a
+                        // presenter gets wrong.
+                        if (refused.is_some() || decoder.needs_keyframe()) && window.may_ask() {
+                            let why = refused.unwrap_or_else(|| "waiting for a keyframe".into());
+                            let _ = report_tx.try_send(ViewerReport::NeedKeyframe(why));
                         }
                     }
                     if let Some(stats) = window.take_if_due() {

@@ -642,28 +642,23 @@ impl<D: Driver> Runtime<D> {
     fn apply(&mut self, outs: Vec<Out>, events: &mut Vec<Event>) {
         let now = self.now();
         for o in outs {
-            let result = match o {
-                Out::Group(class, data) => self.driver.send_group(class, &data).map_err(|e| {
-                    // Frames before the first epoch's key have nowhere to go.
-                    tracing::debug!("{class:?} frame not sent: {e}");
-                }),
+            match o {
+                Out::Group(class, data) => {
+                    if let Err(e) = self.driver.send_group(class, &data) {
+                        // Frames before the first epoch's key have nowhere to go.
+                        tracing::debug!("{class:?} frame not sent: {e}");
+                    }
+                }
                 Out::To(peer, class, data) => {
-                    self.driver.send_to(peer, class, &data).map_err(|e| {
+                    if let Err(e) = self.driver.send_to(peer, class, &data) {
                         events.push(Event::Error {
                             message: format!("cannot send to {peer}: {e}"),
                         });
-                    })
+                    }
                 }
-                Out::Command(c) => {
-                    self.driver.command(now, c, events);
-                    Ok(())
-                }
-                Out::Emit(e) => {
-                    events.push(e);
-                    Ok(())
-                }
-            };
-            let _ = result;
+                Out::Command(c) => self.driver.command(now, c, events),
+                Out::Emit(e) => events.push(e),
+            }
         }
     }
 

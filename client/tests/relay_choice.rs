@@ -10,43 +10,22 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::time::Duration;
 
-use conclave_client::connect::{Attempts, Who};
+use common::{entry, next, relay, who};
+use conclave_client::connect::Attempts;
 use conclave_client::events::Event;
 use conclave_client::relays::relay_order;
 use conclave_client::session::{join, start_master, JoinOptions, MasterOptions, Running};
 use conclave_protocol::artefact::{RelayEntry, Role};
 use conclave_protocol::fixtures;
 use conclave_protocol::stage1::SessionKind;
-use conclave_relay::config::Settings;
 use conclave_relay::Relay;
 use zeroize::Zeroizing;
 
 const PASSWORD: &str = "choice-horse-42";
-
-async fn relay() -> Relay {
-    let s = Settings {
-        quic: Some("127.0.0.1:0".into()),
-        tls: Some("127.0.0.1:0".into()),
-        websocket: Some("off".into()),
-        admin: Some("off".into()),
-        portal_keys: Some(vec![hex::encode(fixtures::identity(1).public_key().0)]),
-        ..Settings::default()
-    };
-    Relay::start(s.resolve(true).unwrap()).await.unwrap()
-}
-
-fn entry(name: &str, relay: &Relay, priority: u8) -> RelayEntry {
-    let mut e = fixtures::relay_entry(&fixtures::identity(0));
-    e.name = fixtures::s(name);
-    e.public_key = relay.public_key;
-    e.quic_port = relay.quic.unwrap().port();
-    e.tls_port = relay.tls.unwrap().port();
-    e.websocket_port = 0;
-    e.priority = priority;
-    e
-}
 
 /// A relay in the list that nothing answers for: its key, ports whose
 /// sockets are held but never answer (UDP) or refuse (TCP, once closed).
@@ -67,28 +46,8 @@ fn attempts() -> Attempts {
     }
 }
 
-fn who() -> Who {
-    Who {
-        os_user: fixtures::s("tester"),
-        host: fixtures::s("lab"),
-    }
-}
-
 fn build(role: Role, relays: Vec<RelayEntry>) -> conclave_protocol::trailer::VerifiedBuild {
     fixtures::verified_build(role, relays, |p| p.password_required = true)
-}
-
-async fn next(r: &mut Running, pick: impl Fn(&Event) -> bool) -> Event {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = r.events.recv().await.expect("events ended");
-            if pick(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("no such event in time")
 }
 
 async fn connected_to(r: &mut Running) -> String {
@@ -104,7 +63,7 @@ async fn open(relays: &[RelayEntry]) -> (Running, String) {
         kind: SessionKind::Meeting,
         moderator: "Host".into(),
         password: Some(Zeroizing::new(PASSWORD.into())),
-        who: who(),
+        who: who("tester"),
         attempts: attempts(),
         media: Default::default(),
     };
@@ -132,7 +91,7 @@ async fn r18_master_opens_on_a_relay_that_answers_and_participants_follow_the_id
         session,
         password: Some(Zeroizing::new(PASSWORD.into())),
         name: "Guest".into(),
-        who: who(),
+        who: who("tester"),
         attempts: attempts(),
         media: Default::default(),
     };

@@ -13,11 +13,14 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{entry, next, relay, who};
 use conclave_client::collab::MediaOptions;
-use conclave_client::connect::{Attempts, Who};
+use conclave_client::connect::Attempts;
 use conclave_client::events::{Command, Event};
 use conclave_client::screen::{FrameSink, ShareOptions, SourceSpec};
 use conclave_client::session::{join, start_master, JoinOptions, MasterOptions, Running};
@@ -25,13 +28,12 @@ use conclave_desktop::capture::X11Capture;
 use conclave_desktop::xvfb::Xvfb;
 use conclave_media::Frame;
 use conclave_protocol::app::ControlEnd;
-use conclave_protocol::artefact::{CountdownDefault, PolicyProfile, RelayEntry, Role};
+use conclave_protocol::artefact::{CountdownDefault, PolicyProfile, Role};
 use conclave_protocol::bounded::BoundedString;
 use conclave_protocol::fixtures;
 use conclave_protocol::frame::PeerId;
 use conclave_protocol::input::{InputEvent, MouseButton};
 use conclave_protocol::stage1::SessionKind;
-use conclave_relay::config::Settings;
 use conclave_relay::Relay;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
@@ -46,34 +48,6 @@ const PASSWORD: &str = "screen-horse-42";
 const W: u16 = 640;
 const H: u16 = 400;
 
-async fn relay() -> Relay {
-    let s = Settings {
-        quic: Some("127.0.0.1:0".into()),
-        tls: Some("127.0.0.1:0".into()),
-        websocket: Some("off".into()),
-        admin: Some("off".into()),
-        portal_keys: Some(vec![hex::encode(fixtures::identity(1).public_key().0)]),
-        ..Settings::default()
-    };
-    Relay::start(s.resolve(true).unwrap()).await.unwrap()
-}
-
-fn entry(relay: &Relay) -> RelayEntry {
-    let mut e = fixtures::relay_entry(&fixtures::identity(0));
-    e.public_key = relay.public_key;
-    e.quic_port = relay.quic.unwrap().port();
-    e.tls_port = relay.tls.unwrap().port();
-    e.websocket_port = 0;
-    e
-}
-
-fn who(user: &str) -> Who {
-    Who {
-        os_user: fixtures::s(user),
-        host: fixtures::s("lab"),
-    }
-}
-
 /// The last frame the master showed.
 #[derive(Clone, Default)]
 struct Shown(Arc<Mutex<Option<Frame>>>);
@@ -82,19 +56,6 @@ impl FrameSink for Shown {
     fn show(&mut self, frame: &Frame, _captured_us: u64) {
         *self.0.lock().unwrap() = Some(frame.clone());
     }
-}
-
-async fn next(r: &mut Running, pick: impl Fn(&Event) -> bool) -> Event {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = r.events.recv().await.expect("events ended");
-            if pick(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no such event in time"))
 }
 
 /// A support session: master and a participant sharing `display`, admitted.
@@ -123,7 +84,7 @@ async fn support_with(
     policy: impl Fn(&mut PolicyProfile) + Copy,
     master_media: MediaOptions,
 ) -> (Running, Running, Shown, PeerId) {
-    let relays = vec![entry(relay)];
+    let relays = vec![entry("r", relay, 0)];
     let shown = Shown::default();
     let master_build = fixtures::verified_build(Role::Master, relays.clone(), policy);
     let mut m = start_master(
@@ -634,7 +595,7 @@ async fn r25_a_recording_is_announced_verifies_and_a_changed_byte_is_detected() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r21_r27_the_master_hands_the_presenter_role_on_and_takes_it_back_and_hands_go_up() {
     let relay = relay().await;
-    let relays = vec![entry(&relay)];
+    let relays = vec![entry("r", &relay, 0)];
     let meeting = |p: &mut PolicyProfile| {
         p.password_required = true;
         p.autolock = false;

@@ -11,6 +11,17 @@ use core::ops::Deref;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary (to cut text for a bounded field without splitting a
+/// character, and without the panic of `String::truncate` inside one).
+pub fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
 /// Returned when a value is longer than its field allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("value is {len} long, the limit is {max}")]
@@ -232,6 +243,16 @@ impl<'de, const N: usize> Deserialize<'de> for BoundedBytes<N> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_prefix_never_splits_a_character() {
+        assert_eq!(super::prefix("aé€", 2), "a");
+        assert_eq!(super::prefix("aé€", 3), "aé");
+        assert_eq!(super::prefix("aé€", 5), "aé");
+        assert_eq!(super::prefix("aé€", 6), "aé€");
+        assert_eq!(super::prefix("aé€", 100), "aé€");
+        assert_eq!(super::prefix("€", 0), "");
+    }
+
     use super::*;
 
     #[test]

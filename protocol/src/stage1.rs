@@ -259,13 +259,8 @@ impl Refusal {
     /// A refusal with `message` (cut to 512 bytes at a character boundary).
     pub fn new(code: RefusalCode, message: impl Into<String>) -> Self {
         let mut m: String = message.into();
-        if m.len() > 512 {
-            let mut cut = 512;
-            while !m.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            m.truncate(cut);
-        }
+        let cut = crate::bounded::prefix(&m, 512).len();
+        m.truncate(cut);
         Refusal {
             code,
             message: BoundedString::new(m).unwrap_or_default(),

@@ -15,7 +15,7 @@
 //!   or digit (Ctrl+C…) is sent the same way, the letter as text. Alt with a
 //!   letter alone reaches the remote desktop as the letter only.
 
-use conclave_protocol::bounded::BoundedString;
+use conclave_protocol::bounded::{prefix, BoundedString};
 use conclave_protocol::input::{InputEvent, MouseButton, NamedKey, MAX_TEXT};
 use eframe::egui::{self, Key, Modifiers, MouseWheelUnit, Pos2, Rect, Vec2};
 
@@ -273,11 +273,7 @@ fn chord(
 fn push_text(text: &str, out: &mut Vec<InputEvent>) {
     let mut rest = text;
     while !rest.is_empty() {
-        let mut end = rest.len().min(MAX_TEXT);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (piece, tail) = rest.split_at(end);
+        let (piece, tail) = rest.split_at(prefix(rest, MAX_TEXT).len());
         if let Ok(piece) = BoundedString::new(piece) {
             out.push(InputEvent::Text(piece));
         }

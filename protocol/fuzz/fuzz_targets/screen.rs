@@ -23,8 +23,8 @@
 #![no_main]
 
 use conclave_media::codec::{Applied, ScreenDecoder, ScreenEncoder, UpdateMessage};
-use conclave_media::{Frame, ScreenSize, SyntheticScreen, Workload};
 use conclave_media::stream::{Shown as Packet, StreamDecoder};
+use conclave_media::{Frame, ScreenSize, SyntheticScreen, Workload};
 use libfuzzer_sys::fuzz_target;
 
 /// Most messages applied from one input.
@@ -88,12 +88,13 @@ fn apply(d: &mut ScreenDecoder, message: &[u8]) -> Option<Result<Applied, ()>> {
     Some(result.map_err(|_| ()))
 }
 
-fn arbitrary(data: &[u8]) {
-    let mut d = ScreenDecoder::new();
+/// Up to [`MAX_MESSAGES`] messages, each a big-endian `u16` length and that
+/// many bytes (the last one takes what is left).
+fn messages(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = data;
-    for _ in 0..MAX_MESSAGES {
+    std::iter::from_fn(move || {
         if rest.is_empty() {
-            break;
+            return None;
         }
         let len = match rest {
             [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
@@ -101,8 +102,16 @@ fn arbitrary(data: &[u8]) {
         };
         let body = rest.get(2..).unwrap_or(&[]);
         let (message, tail) = body.split_at(len.min(body.len()));
-        apply(&mut d, message);
         rest = tail;
+        Some(message)
+    })
+    .take(MAX_MESSAGES)
+}
+
+fn arbitrary(data: &[u8]) {
+    let mut d = ScreenDecoder::new();
+    for message in messages(data) {
+        apply(&mut d, message);
     }
 }
 
@@ -177,18 +186,7 @@ fn stream(data: &[u8]) {
 /// panics, an error leaves the last whole frame shown.
 fn packets(data: &[u8]) {
     let mut d = StreamDecoder::new(512 * 512);
-    let mut rest = data;
-    for _ in 0..MAX_MESSAGES {
-        if rest.is_empty() {
-            break;
-        }
-        let len = match rest {
-            [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
-            _ => rest.len(),
-        };
-        let body = rest.get(2..).unwrap_or(&[]);
-        let (packet, tail) = body.split_at(len.min(body.len()));
-        rest = tail;
+    for packet in messages(data) {
         let before = d.canvas().cloned();
         match d.apply(packet) {
             Ok(Packet::Frame { .. }) => {
@@ -196,7 +194,10 @@ fn packets(data: &[u8]) {
                 assert!(u64::from(c.width()) * u64::from(c.height()) <= 512 * 512);
             }
             Ok(Packet::Nothing) => {}
-            Err(_) => assert!(d.canvas() == before.as_ref(), "an error changed the picture"),
+            Err(_) => assert!(
+                d.canvas() == before.as_ref(),
+                "an error changed the picture"
+            ),
         }
     }
 }
