@@ -225,6 +225,13 @@ pub fn describe(event: &Event) -> String {
             "file {id} ({direction}, peer {peer}): {state} {done}/{size} bytes{}",
             if detail.is_empty() { String::new() } else { format!(" — {detail}") }
         ),
+        Event::Shared { id, name, size, from, state: "available", .. } => format!(
+            "{from} shares \"{name}\" ({size} bytes): type \"fetch {id}\""
+        ),
+        Event::Shared { id, name, state, done, size, detail, .. } => format!(
+            "shared file {id} \"{name}\": {state} {done}/{size} bytes{}",
+            if detail.is_empty() { String::new() } else { format!(" — {detail}") }
+        ),
         Event::Warning { message } => format!("WARNING: {message}"),
         Event::Error { message } => format!("error: {message}"),
         Event::Ended { reason } => format!("session over: {reason}"),

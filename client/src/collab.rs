@@ -61,9 +61,13 @@ use conclave_protocol::recording::RecordingWriter;
 use conclave_protocol::sign::SigningIdentity;
 use conclave_protocol::time::UnixTime;
 
+use conclave_protocol::shared::SharedRequest;
+
 use crate::events::{parse_rights, Command, Event};
 use crate::files::{Direction, TransferEvent, Transfers};
 use crate::screen::{FrameSink, Presenter, ShareOptions, Viewer, ViewerReport};
+
+mod shared;
 
 /// What the runtime does for [`Collab`].
 #[derive(Debug)]
@@ -76,6 +80,8 @@ pub(crate) enum Out {
     Command(Command),
     /// An event for the app.
     Emit(Event),
+    /// A shared-file request for the relay (R24).
+    Relay(SharedRequest),
 }
 
 /// The media an app brings to a session.
@@ -168,6 +174,8 @@ pub(crate) struct Collab {
     progress_shown: BTreeMap<(PeerId, bool, u32), Instant>,
     /// Whether chunks are waiting to be sent.
     file_work: bool,
+    /// Shared files (R24).
+    shared: shared::SharedFiles,
     downloads: PathBuf,
     record_path: Option<PathBuf>,
     recorder: Option<Recorder>,
@@ -307,6 +315,7 @@ impl Collab {
             transfers: BTreeMap::new(),
             progress_shown: BTreeMap::new(),
             file_work: false,
+            shared: shared::SharedFiles::default(),
             downloads: media.downloads.unwrap_or_else(|| PathBuf::from(".")),
             record_path: media.record,
             recorder: None,
@@ -327,7 +336,7 @@ impl Collab {
     /// Whether file chunks wait to be sent: the runtime then comes back at
     /// once ([`Collab::pump`]).
     pub(crate) fn has_file_work(&self) -> bool {
-        self.file_work
+        self.file_work || self.shared.has_work()
     }
 
     /// Sends a few chunks of each transfer, and reports what the transfers
@@ -353,6 +362,7 @@ impl Collab {
         for (peer, e) in events {
             self.file_event(peer, e, out);
         }
+        self.pump_shared(out);
     }
 
     fn file_event(&mut self, peer: PeerId, e: TransferEvent, out: &mut Vec<Out>) {
@@ -799,6 +809,9 @@ impl Collab {
                 _,
                 c @ (Command::SendFile(..) | Command::AcceptFile(..) | Command::DeclineFile(..)),
             ) => self.file_command(c, out),
+            (_, c @ (Command::Share(_) | Command::Unshare(_) | Command::Fetch(_))) => {
+                self.shared_command(c, out)
+            }
             (_, Command::Record(start)) => self.record_command(start, out),
             (Side::Participant { me, .. }, Command::Hand(None, raised)) => {
                 let me = *me;
@@ -817,6 +830,7 @@ impl Collab {
     /// Follows the session: who is in, with which rights, and new epochs.
     pub(crate) fn observe(&mut self, event: &Event, out: &mut Vec<Out>) {
         self.record_event(event, out);
+        self.admitted(event, out);
         if matches!(event, Event::SessionOpened { .. })
             && self.policy.recording == RecordingPolicy::Forced
             && self.recorder.is_none()
@@ -910,6 +924,13 @@ impl Collab {
         }
     }
 
+    /// (Master) what a newly admitted participant must learn at once.
+    fn admitted(&mut self, event: &Event, out: &mut Vec<Out>) {
+        if let (Side::Master { .. }, Event::Admitted { peer, .. }) = (&self.side, event) {
+            self.shared_admitted(PeerId(*peer), out);
+        }
+    }
+
     /// A frame of class Screen, Input or Control (app) from `from`.
     pub(crate) fn inbound(
         &mut self,
@@ -961,6 +982,8 @@ impl Collab {
     fn app_message(&mut self, from: PeerId, msg: AppMessage, out: &mut Vec<Out>) {
         let me = self.me();
         match (&mut self.side, msg) {
+            (_, AppMessage::SharedFile(info)) => self.shared_announced(from, info, out),
+            (_, AppMessage::SharedFileRemoved(blob)) => self.shared_removed(from, blob, out),
             (_, AppMessage::KeyframeRequest) => {
                 if let Some(p) = &self.presenting {
                     p.request_keyframe();

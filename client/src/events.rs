@@ -8,6 +8,7 @@ use conclave_protocol::app::ControlEnd;
 use conclave_protocol::bounded::BoundedString;
 use conclave_protocol::frame::PeerId;
 use conclave_protocol::input::{InputEvent, MouseButton, NamedKey};
+use conclave_protocol::shared::BlobId;
 use conclave_protocol::stage2::Rights;
 use serde::Serialize;
 
@@ -261,6 +262,25 @@ pub enum Event {
         /// The file's path, or what went wrong.
         detail: String,
     },
+    /// A shared file (R24) moved on: uploading, uploaded (a participant's,
+    /// waiting for the moderator), available (`fetch ID`), fetching,
+    /// progress, fetched, removed or failed.
+    Shared {
+        /// Its number in the session: 16 hex digits.
+        id: String,
+        /// Its name.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Who shared it.
+        from: String,
+        /// The step.
+        state: &'static str,
+        /// Bytes done.
+        done: u64,
+        /// The saved file's path, the file shared, or what went wrong.
+        detail: String,
+    },
     /// The session is over for this app; nothing follows.
     Ended {
         /// Why, for people.
@@ -309,6 +329,12 @@ pub enum Command {
     AcceptFile(Option<PeerId>, u32),
     /// Decline an offered file.
     DeclineFile(Option<PeerId>, u32),
+    /// Share a file with everyone in the session, kept on the relay (R24).
+    Share(std::path::PathBuf),
+    /// (Master) delete a shared file.
+    Unshare(BlobId),
+    /// Fetch a shared file into the downloads folder.
+    Fetch(BlobId),
     /// Start (`true`) or stop recording the session (R25).
     Record(bool),
     /// (Participant) raise or lower the hand; (master) lower a
@@ -418,6 +444,10 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 Command::DeclineFile(who, id)
             })
         }
+        "share" if !rest.is_empty() => Ok(Command::Share(rest.into())),
+        "share" => Err("share FILE".into()),
+        "unshare" => rest.parse().map(Command::Unshare),
+        "fetch" => rest.parse().map(Command::Fetch),
         "raise" => Ok(Command::Hand(None, true)),
         "lower" if rest.is_empty() => Ok(Command::Hand(None, false)),
         "lower" => Ok(Command::Hand(Some(peer()?), false)),
@@ -430,7 +460,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             input_command(word, rest).map(Command::Input)
         }
         _ => Err(format!(
-            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, send [N] FILE, accept [N] ID, decline [N] ID, record [stop], raise, lower [N], release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
+            "unknown command {line:?}: admit N, deny N, remove N, grant N RIGHTS, lock, unlock, chat TEXT, present N|me|nobody, control N, send [N] FILE, accept [N] ID, decline [N] ID, share FILE, fetch ID, unshare ID, record [stop], raise, lower [N], release, move X Y, click [BUTTON], type TEXT, key NAME, wheel N, allow, deny, stop, view-only on|off, leave"
         )),
     }
 }

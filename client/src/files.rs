@@ -375,7 +375,7 @@ pub fn validate_name(offered: &str) -> Result<&str, &'static str> {
 }
 
 /// The partial file's name for `name` offered with `sha256`.
-fn part_name(name: &str, sha256: &[u8; 32]) -> String {
+pub(crate) fn part_name(name: &str, sha256: &[u8; 32]) -> String {
     let digits = hex::encode(sha256.get(..8).unwrap_or_default());
     let room = MAX_NAME - 1 - digits.len() - PART_SUFFIX.len();
     format!("{}.{digits}{PART_SUFFIX}", prefix(name, room))
@@ -399,7 +399,7 @@ fn numbered_name(name: &str, n: u32) -> String {
 }
 
 /// Reads into `buf` until it is full or the file ends; returns how much was read.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while let Some(rest) = buf.get_mut(n..) {
         if rest.is_empty() {
@@ -1058,7 +1058,7 @@ impl Incoming {
 
 /// Moves the verified partial file `part` to `name` in `dir`, or to the
 /// first free numbered variant of it, never replacing an existing file.
-fn save(part: &Path, dir: &Path, name: &str) -> Result<PathBuf, FileError> {
+pub(crate) fn save(part: &Path, dir: &Path, name: &str) -> Result<PathBuf, FileError> {
     for n in 0..MAX_NAME_ATTEMPTS {
         let target = dir.join(numbered_name(name, n));
         // A hard link fails when the target exists, atomically.

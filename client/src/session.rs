@@ -30,6 +30,7 @@ use bytes::Bytes;
 use conclave_protocol::artefact::RelayEntry;
 use conclave_protocol::frame::{FrameClass, PeerId, SessionId};
 use conclave_protocol::sframe::SframeError;
+use conclave_protocol::shared::{SharedReply, SharedRequest};
 use conclave_protocol::sign::SigningIdentity;
 use conclave_protocol::stage1::{LeaveReason, Refusal, SessionKind, ToRelay};
 use conclave_protocol::stage2::{
@@ -175,8 +176,13 @@ fn is_tampering(e: &Stage2Error) -> bool {
     )
 }
 
-/// An opened frame for [`Collab`]: sender, class, plaintext.
-type Inbound = (PeerId, FrameClass, Vec<u8>);
+/// What the engine hands on to [`Collab`].
+enum Inbound {
+    /// An opened frame: sender, class, plaintext.
+    Frame(PeerId, FrameClass, Vec<u8>),
+    /// The relay's answer about a shared file (R24).
+    Shared(SharedReply),
+}
 
 /// The engine-specific half of the runtime.
 trait Driver: Send + 'static {
@@ -194,6 +200,8 @@ trait Driver: Send + 'static {
     fn send_group(&mut self, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error>;
     /// Seals `data` under the pairwise key with `peer`.
     fn send_to(&mut self, peer: PeerId, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error>;
+    /// Asks the relay about a shared file (R24).
+    fn shared(&mut self, request: SharedRequest) -> Result<(), Stage2Error>;
     /// Whether the session can move to a new relay; `Err` with the reason.
     fn can_resume(&self) -> Result<(), String>;
     /// Moves to a new relay (after [`Driver::can_resume`]).
@@ -303,6 +311,10 @@ impl Driver for MasterDriver {
     fn send_to(&mut self, peer: PeerId, class: FrameClass, data: &[u8]) -> Result<(), Stage2Error> {
         self.engine.send_to(peer, class, data)
     }
+    fn shared(&mut self, request: SharedRequest) -> Result<(), Stage2Error> {
+        self.engine.shared(request);
+        Ok(())
+    }
 
     fn events(&mut self, out: &mut Vec<Event>, inbound: &mut Vec<Inbound>) {
         while let Some(e) = self.engine.poll_event() {
@@ -387,7 +399,10 @@ impl Driver for MasterDriver {
                     name: self.name(from),
                     text,
                 }),
-                MasterEvent::Received { from, class, data } => inbound.push((from, class, data)),
+                MasterEvent::Received { from, class, data } => {
+                    inbound.push(Inbound::Frame(from, class, data))
+                }
+                MasterEvent::Shared(reply) => inbound.push(Inbound::Shared(reply)),
             }
         }
     }
@@ -468,6 +483,9 @@ impl Driver for ParticipantDriver {
         }
         self.engine.send_to_master(class, data)
     }
+    fn shared(&mut self, request: SharedRequest) -> Result<(), Stage2Error> {
+        self.engine.shared(request)
+    }
 
     fn events(&mut self, out: &mut Vec<Event>, inbound: &mut Vec<Inbound>) {
         while let Some(e) = self.engine.poll_event() {
@@ -540,8 +558,9 @@ impl Driver for ParticipantDriver {
                     text,
                 }),
                 ParticipantEvent::Received { from, class, data } => {
-                    inbound.push((from, class, data))
+                    inbound.push(Inbound::Frame(from, class, data))
                 }
+                ParticipantEvent::Shared(reply) => inbound.push(Inbound::Shared(reply)),
                 ParticipantEvent::JoinFailed(reason) => {
                     let reason = format!("the join failed: {reason:?}");
                     out.push(Event::JoinFailed {
@@ -658,6 +677,13 @@ impl<D: Driver> Runtime<D> {
                 }
                 Out::Command(c) => self.driver.command(now, c, events),
                 Out::Emit(e) => events.push(e),
+                Out::Relay(request) => {
+                    if let Err(e) = self.driver.shared(request) {
+                        events.push(Event::Error {
+                            message: format!("cannot reach the relay's shared files: {e}"),
+                        });
+                    }
+                }
             }
         }
     }
@@ -674,8 +700,13 @@ impl<D: Driver> Runtime<D> {
             let mut inbound = Vec::new();
             self.driver.events(&mut pending, &mut inbound);
             let mut outs = Vec::new();
-            for (from, class, data) in inbound {
-                self.collab.inbound(from, class, data, &mut outs);
+            for i in inbound {
+                match i {
+                    Inbound::Frame(from, class, data) => {
+                        self.collab.inbound(from, class, data, &mut outs)
+                    }
+                    Inbound::Shared(reply) => self.collab.shared_reply(reply, &mut outs),
+                }
             }
             for e in &pending {
                 self.collab.observe(e, &mut outs);

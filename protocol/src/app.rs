@@ -28,12 +28,17 @@
 //! ## Recording (R25)
 //! Whoever records tells the master, and the master tells everyone, with
 //! [`AppMessage::Recording`].
+//!
+//! ## Shared files (R24)
+//! A file stored on the relay is announced with its key in
+//! [`AppMessage::SharedFile`]; see [`crate::shared`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::bounded::BoundedString;
 use crate::codec::Message;
 use crate::frame::PeerId;
+use crate::shared::{BlobId, SharedFileInfo};
 
 /// Why remote control ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,11 +101,17 @@ pub enum AppMessage {
         /// Who records.
         by: BoundedString<64>,
     },
+    /// A file shared in the session is stored on the relay (R24): a
+    /// participant → the master, which checks its right; the master → every
+    /// participant. Carries the file's key: pairwise keys only.
+    SharedFile(SharedFileInfo),
+    /// A shared file was deleted (the master → every participant).
+    SharedFileRemoved(BlobId),
 }
 
 impl Message for AppMessage {
     const NAME: &'static str = "app message";
-    const MAX_SIZE: usize = 128;
+    const MAX_SIZE: usize = 512;
 }
 
 #[cfg(test)]
@@ -128,6 +139,15 @@ mod tests {
                 active: true,
                 by: BoundedString::new("x".repeat(64)).unwrap(),
             },
+            AppMessage::SharedFile(SharedFileInfo {
+                blob: BlobId(u64::MAX),
+                name: BoundedString::new("é".repeat(127)).unwrap(),
+                size: u64::MAX,
+                sha256: [0xff; 32],
+                key: crate::shared::FileKey::generate(&mut rand_core::OsRng),
+                from: BoundedString::new("x".repeat(64)).unwrap(),
+            }),
+            AppMessage::SharedFileRemoved(BlobId(u64::MAX)),
         ];
         for m in all {
             let bytes = m.encode();

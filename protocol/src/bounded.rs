@@ -198,6 +198,11 @@ impl<const N: usize> BoundedBytes<N> {
     pub fn as_slice(&self) -> &[u8] {
         &self.0
     }
+
+    /// The bytes, owned.
+    pub fn into_inner(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 impl<const N: usize> Deref for BoundedBytes<N> {

@@ -22,6 +22,7 @@
 //! | [`recording`] | signed, hash-chained session recordings (R25): writer, verifying reader |
 //! | [`app`] | what the apps tell each other (pairwise): who presents, remote-control consent and its end, keyframe requests, recording notices |
 //! | [`files`] | file transfer messages (R23): offer, accept, chunks, receipt; resumable and bounded |
+//! | [`shared`] | shared files in a meeting (R24): relay requests and replies, per-file keys, sealed parts |
 //! | [`time`] | the two kinds of time the caller passes in |
 //!
 //! ## Dependencies, and why
@@ -53,6 +54,7 @@ pub mod frame;
 pub mod input;
 pub mod recording;
 pub mod sframe;
+pub mod shared;
 pub mod sign;
 pub mod stage1;
 pub mod stage2;

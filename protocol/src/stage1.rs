@@ -28,6 +28,7 @@ use crate::artefact::{BuildConfig, License, RevocationList, Role, Version};
 use crate::bounded::BoundedString;
 use crate::codec::{DecodeError, Message};
 use crate::frame::{PeerId, SessionId};
+use crate::shared::{SharedReply, SharedRequest};
 use crate::sign::{verify_raw, PublicKey, Signature, SignatureError, Signed};
 use crate::stage2::Announce;
 use crate::time::UnixTime;
@@ -115,6 +116,8 @@ pub enum ToRelay {
         /// Echoed in the Pong.
         nonce: u64,
     },
+    /// (A member) store, fetch or delete a shared file (R24).
+    Shared(SharedRequest),
 }
 
 impl Message for ToRelay {
@@ -187,6 +190,8 @@ pub enum FromRelay {
         /// For people: why.
         message: BoundedString<256>,
     },
+    /// The answer to a [`ToRelay::Shared`] request (R24).
+    Shared(SharedReply),
 }
 
 impl Message for FromRelay {

@@ -126,6 +126,15 @@ pub struct Settings {
     /// Longest join wait in seconds.
     #[arg(long)]
     pub join_delay_max_secs: Option<u64>,
+    /// Shared files (R24): MiB one session may keep.
+    #[arg(long)]
+    pub shared_session_mib: Option<u64>,
+    /// Shared files one session may keep.
+    #[arg(long)]
+    pub shared_files: Option<usize>,
+    /// Shared files: MiB all sessions together may keep in memory.
+    #[arg(long)]
+    pub shared_total_mib: Option<u64>,
 }
 
 macro_rules! overlay {
@@ -161,7 +170,8 @@ impl Settings {
         overlay!(base, over; name, key_file, quic, tls, websocket, admin, portal_keys, min_version,
             revocations, revocation_refresh_secs, audit_log, drain_secs, max_sessions, max_peers,
             max_participants, max_payload, handshake_timeout_secs, idle_timeout_secs, frames_per_sec,
-            bytes_per_sec, join_delay_base_ms, join_delay_max_secs)
+            bytes_per_sec, join_delay_base_ms, join_delay_max_secs, shared_session_mib, shared_files,
+            shared_total_mib)
     }
 
     /// Resolves into what the relay runs with. In `dev` mode, a missing key is
@@ -234,6 +244,13 @@ impl Settings {
                 .join_delay_base_ms
                 .map_or(d.join_delay_base, Duration::from_millis),
             join_delay_max: self.join_delay_max_secs.map_or(d.join_delay_max, secs),
+            shared_per_session: self
+                .shared_session_mib
+                .map_or(d.shared_per_session, |m| m.saturating_mul(1 << 20)),
+            shared_files_per_session: self.shared_files.unwrap_or(d.shared_files_per_session),
+            shared_total: self
+                .shared_total_mib
+                .map_or(d.shared_total, |m| m.saturating_mul(1 << 20)),
         };
         Ok(RelayConfig {
             name: self.name.clone().unwrap_or_else(|| "relay".into()),

@@ -18,6 +18,7 @@ use conclave_protocol::artefact::{
 };
 use conclave_protocol::codec::Message;
 use conclave_protocol::frame::{plain_frame, FrameClass, PeerId, RoutingHeader, SessionId};
+use conclave_protocol::shared::{SharedReply, SharedRequest};
 use conclave_protocol::sign::Signed;
 use conclave_protocol::stage1::{
     check_hello, AdmissionPolicy, Admitted, FromRelay, Hello, LeaveReason, Refusal, RefusalCode,
@@ -32,6 +33,7 @@ use crate::delay::JoinDelays;
 use crate::metrics::{DropReason, Metrics};
 use crate::outbox::Outbox;
 use crate::revocation::Revocations;
+use crate::shared::{SharedLimits, SharedStore};
 
 /// Limits the relay enforces.
 #[derive(Debug, Clone)]
@@ -56,6 +58,12 @@ pub struct Limits {
     pub join_delay_base: Duration,
     /// The longest wait.
     pub join_delay_max: Duration,
+    /// Shared files (R24): sealed bytes one session may keep.
+    pub shared_per_session: u64,
+    /// Shared files one session may keep.
+    pub shared_files_per_session: usize,
+    /// Shared files' sealed bytes all sessions together may keep (memory).
+    pub shared_total: u64,
 }
 
 impl Default for Limits {
@@ -71,6 +79,9 @@ impl Default for Limits {
             bytes_per_sec: 50 * 1024 * 1024,
             join_delay_base: Duration::from_secs(1),
             join_delay_max: Duration::from_secs(24 * 3600),
+            shared_per_session: 256 << 20,
+            shared_files_per_session: 64,
+            shared_total: 1 << 30,
         }
     }
 }
@@ -143,6 +154,8 @@ pub struct Session {
     pub policy: PolicyProfile,
     announce: Signed<Announce>,
     state: Mutex<SessionState>,
+    /// Shared files (R24), dropped when the session ends.
+    shared: Mutex<SharedStore>,
 }
 
 impl core::fmt::Debug for Session {
@@ -379,6 +392,14 @@ impl Hub {
                 locked: false,
                 departed: VecDeque::new(),
             }),
+            shared: Mutex::new(SharedStore::new(
+                SharedLimits {
+                    per_session: self.limits.shared_per_session,
+                    files_per_session: self.limits.shared_files_per_session,
+                    total: self.limits.shared_total,
+                },
+                self.metrics.shared_bytes.clone(),
+            )),
         });
         sessions.insert(session, s.clone());
         self.metrics
@@ -590,6 +611,7 @@ impl Hub {
                 m.outbox.close();
             }
             drop(st);
+            lock(&session.shared).clear();
             let mut sessions = lock(&self.sessions);
             sessions.remove(&session.id);
             self.metrics
@@ -600,6 +622,7 @@ impl Hub {
                 st.departed.pop_front();
             }
             st.departed.push_back((peer, member.ip));
+            lock(&session.shared).left(peer);
             if reason == LeaveReason::Removed {
                 member.outbox.offer(
                     FrameClass::Relay,
@@ -637,6 +660,20 @@ impl Hub {
             let wait = self.join_failed(ip, Some(session.id));
             tracing::info!(session = %session.id, %ip, wait_secs = wait.as_secs(), "failed join reported by the master");
         }
+    }
+
+    /// A member's request about shared files (R24), and the answer to send
+    /// it, if any.
+    pub fn shared(
+        &self,
+        session: &Session,
+        peer: PeerId,
+        request: SharedRequest,
+    ) -> Option<SharedReply> {
+        if !self.is_member(session, peer) {
+            return None;
+        }
+        lock(&session.shared).handle(peer, session.policy.shared_files, request)
     }
 
     /// Locks or unlocks a session (R26).

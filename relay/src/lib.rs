@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod outbox;
 mod peer;
 pub mod revocation;
+pub mod shared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     /// Peers disconnected because they could not keep up.
     pub slow_peers: AtomicU64,
+    /// Sealed bytes of shared files kept, all sessions together (R24).
+    pub shared_bytes: std::sync::Arc<AtomicU64>,
     drops: [AtomicU64; 5],
     refusals: [AtomicU64; 18],
 }
@@ -134,6 +136,13 @@ impl Metrics {
             "Peers as thousandths of capacity.",
             "gauge",
             u64::from(load_permille),
+        );
+        g(
+            &mut out,
+            "shared_bytes",
+            "Sealed bytes of shared files kept in memory.",
+            "gauge",
+            load(&self.shared_bytes),
         );
         g(
             &mut out,

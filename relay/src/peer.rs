@@ -439,6 +439,12 @@ async fn forward(
                     deliver(hub, sends).await;
                 }
                 (ToRelay::SetLock { locked }, true) => hub.set_lock(session, locked),
+                (ToRelay::Shared(request), _) => {
+                    if let Some(answer) = hub.shared(session, peer, request) {
+                        let frame = reply(session.id, peer, &FromRelay::Shared(answer));
+                        deliver(hub, vec![(outbox.clone(), frame)]).await;
+                    }
+                }
                 _ => hub.metrics.dropped(DropReason::Unroutable),
             }
             continue;

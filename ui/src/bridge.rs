@@ -304,7 +304,7 @@ impl Bridge {
                 self.notice(describe(event));
             }
             // Progress is shown by the lines that begin and end a transfer.
-            Event::File { state, .. } if *state == "progress" => {}
+            Event::File { state, .. } | Event::Shared { state, .. } if *state == "progress" => {}
             Event::Ended { reason } => self.end(reason.clone()),
             Event::Connected { .. }
             | Event::JoinCode { .. }
@@ -319,7 +319,8 @@ impl Bridge {
             | Event::Recording { .. }
             | Event::Hand { .. }
             | Event::FileOffered { .. }
-            | Event::File { .. } => self.notice(describe(event)),
+            | Event::File { .. }
+            | Event::Shared { .. } => self.notice(describe(event)),
         }
     }
 

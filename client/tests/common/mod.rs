@@ -15,7 +15,12 @@ use conclave_relay::Relay;
 
 /// A relay on loopback (QUIC and TLS) trusting the fixtures' portal.
 pub(crate) async fn relay() -> Relay {
-    let s = Settings {
+    relay_with(|_| {}).await
+}
+
+/// [`relay`], with its settings changed by `change` first.
+pub(crate) async fn relay_with(change: impl FnOnce(&mut Settings)) -> Relay {
+    let mut s = Settings {
         quic: Some("127.0.0.1:0".into()),
         tls: Some("127.0.0.1:0".into()),
         websocket: Some("off".into()),
@@ -23,6 +28,7 @@ pub(crate) async fn relay() -> Relay {
         portal_keys: Some(vec![hex::encode(fixtures::identity(1).public_key().0)]),
         ..Settings::default()
     };
+    change(&mut s);
     Relay::start(s.resolve(true).unwrap()).await.unwrap()
 }
 

@@ -105,6 +105,8 @@ pub enum MasterEvent {
         /// Members, master included.
         members: usize,
     },
+    /// The relay answered a shared-file request (R24).
+    Shared(crate::shared::SharedReply),
     /// A chat message.
     Chat {
         /// Sender.
@@ -400,6 +402,7 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
         match msg {
             FromRelay::SessionCreated { .. } => self.events.push_back(MasterEvent::SessionCreated),
             FromRelay::Refused(r) => self.events.push_back(MasterEvent::Refused(r)),
+            FromRelay::Shared(reply) => self.events.push_back(MasterEvent::Shared(reply)),
             FromRelay::Dropped { class, message } => {
                 self.events.push_back(MasterEvent::PolicyDropped {
                     class,
@@ -844,6 +847,12 @@ impl<R: rand_core::CryptoRngCore> MasterSession<R> {
 
     fn handshake_to(&mut self, peer: PeerId, msg: &Handshake) {
         self.plain_to(FrameClass::Handshake, peer, &msg.encode());
+    }
+
+    /// Asks the relay to store, send or delete a shared file (R24); the
+    /// answer comes as [`MasterEvent::Shared`].
+    pub fn shared(&mut self, request: crate::shared::SharedRequest) {
+        self.send_relay(&ToRelay::Shared(request));
     }
 
     fn send_relay(&mut self, msg: &ToRelay) {

@@ -60,6 +60,8 @@ pub enum ParticipantEvent {
     },
     /// The master changed this participant's rights.
     RightsChanged(Rights),
+    /// The relay answered a shared-file request (R24).
+    Shared(crate::shared::SharedReply),
     /// A chat message.
     Chat {
         /// Sender.
@@ -376,6 +378,12 @@ impl ParticipantSession {
                 self.events.push_back(ParticipantEvent::Refused(r));
                 Ok(())
             }
+            FromRelay::Shared(reply)
+                if matches!(self.state, State::AwaitingAdmission | State::Member) =>
+            {
+                self.events.push_back(ParticipantEvent::Shared(reply));
+                Ok(())
+            }
             FromRelay::Dropped { class, message } => {
                 self.events.push_back(ParticipantEvent::PolicyDropped {
                     class,
@@ -656,6 +664,22 @@ impl ParticipantSession {
             peer: self.peer,
         };
         self.plain_to(FrameClass::Relay, PeerId::RELAY, &rejoin.encode());
+        Ok(())
+    }
+
+    /// Asks the relay to store, send or delete a shared file (R24); the
+    /// answer comes as [`ParticipantEvent::Shared`]. Only once the master
+    /// has admitted this participant (it may hand over a file's key before
+    /// the first epoch's keys arrive).
+    pub fn shared(&mut self, request: crate::shared::SharedRequest) -> Result<(), Stage2Error> {
+        if !matches!(self.state, State::AwaitingAdmission | State::Member) {
+            return Err(Stage2Error::Unexpected("shared file before admission"));
+        }
+        self.plain_to(
+            FrameClass::Relay,
+            PeerId::RELAY,
+            &ToRelay::Shared(request).encode(),
+        );
         Ok(())
     }
 
