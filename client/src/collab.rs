@@ -392,6 +392,18 @@ impl Collab {
             })
             .unwrap_or(0)
         };
+        // A transfer that ended shows no more progress: forget its timestamp.
+        let ended = match &e {
+            TransferEvent::Declined { id } => Some((*id, Direction::Outgoing)),
+            TransferEvent::Complete { id, direction, .. }
+            | TransferEvent::Cancelled { id, direction, .. }
+            | TransferEvent::Failed { id, direction, .. } => Some((*id, *direction)),
+            _ => None,
+        };
+        if let Some((id, direction)) = ended {
+            self.progress_shown
+                .remove(&(peer, direction == Direction::Outgoing, id));
+        }
         let table = self.transfers.get(&peer);
         let ev = match e {
             TransferEvent::Offered { id, name, size } => Out::Emit(Event::FileOffered {
