@@ -24,6 +24,8 @@ use conclave_protocol::sframe::{
     FrameSealer, KeyId, KeyScope, SealBuf, SframeHeader, SframeKey, MAX_SFRAME_HEADER_LEN, TAG_LEN,
 };
 use conclave_protocol::sign::Signed;
+use conclave_protocol::app::AppMessage;
+use conclave_protocol::shared::{BlobId, FileKey, SharedFileInfo, SharedReply, SharedRequest};
 use conclave_protocol::stage1::{FromRelay, LeaveReason, Refusal, RefusalCode, ToRelay, Welcome};
 use conclave_protocol::stage2::handshake::AbortReason;
 use conclave_protocol::stage2::{
@@ -626,6 +628,35 @@ fn main() {
     );
     seeds.write("messages", "welcome", &with_selector(1, &welcome.encode()));
     seeds.write("messages", "refused", &with_selector(1, &refused.encode()));
+    // Shared files (R24): a request, a reply and an announcement.
+    let part = BoundedBytes::new(vec![0x5a; 64]).unwrap();
+    let put = ToRelay::Shared(SharedRequest::Put {
+        blob: BlobId(7),
+        index: 0,
+        last: true,
+        data: part.clone(),
+    });
+    let got = FromRelay::Shared(SharedReply::Part {
+        blob: BlobId(7),
+        index: 3,
+        last: false,
+        data: part,
+    });
+    let announced = AppMessage::SharedFile(SharedFileInfo {
+        blob: BlobId(7),
+        name: fixtures::s("slides.pdf"),
+        size: 300_000,
+        sha256: [0x33; 32],
+        key: FileKey::generate(&mut fixtures::rng(7)),
+        from: fixtures::s("Host"),
+    });
+    seeds.write("messages", "shared-put", &with_selector(0, &put.encode()));
+    seeds.write("messages", "shared-part", &with_selector(1, &got.encode()));
+    seeds.write(
+        "messages",
+        "shared-announced",
+        &with_selector(8, &announced.encode()),
+    );
 
     // ------------------------------------------------ artefacts
     let license = fixtures::license(&portal, master_identity.public_key(), 1_234_567_890);
