@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
+use conclave_protocol::app::AppMessage;
 use conclave_protocol::artefact::{LicenseNumber, RevocationList, Role, Version};
 use conclave_protocol::bounded::{BoundedBytes, BoundedVec};
 use conclave_protocol::codec::Message;
@@ -23,9 +24,8 @@ use conclave_protocol::recording::{self, RecordingWriter};
 use conclave_protocol::sframe::{
     FrameSealer, KeyId, KeyScope, SealBuf, SframeHeader, SframeKey, MAX_SFRAME_HEADER_LEN, TAG_LEN,
 };
-use conclave_protocol::sign::Signed;
-use conclave_protocol::app::AppMessage;
 use conclave_protocol::shared::{BlobId, FileKey, SharedFileInfo, SharedReply, SharedRequest};
+use conclave_protocol::sign::Signed;
 use conclave_protocol::stage1::{FromRelay, LeaveReason, Refusal, RefusalCode, ToRelay, Welcome};
 use conclave_protocol::stage2::handshake::AbortReason;
 use conclave_protocol::stage2::{
