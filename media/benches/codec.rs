@@ -6,9 +6,15 @@
 //! encode time per frame for both (and the decoder's), timed with
 //! `Instant` in the same run. Set `MEDIA_BENCH_LEVELS` (e.g. `-3,1,3,6`) to
 //! print a row per zstd level, which is how `DEFAULT_LEVEL` was chosen, and
-//! `MEDIA_BENCH_TABLE_ONLY=1` to stop after the table. Then criterion times
-//! one frame's encode, `conclave` and `baseline`, per workload (the next
-//! synthetic frame is drawn outside the timed part).
+//! `MEDIA_BENCH_TABLE_ONLY=1` to stop after the tables. A second table
+//! has the same with video regions on (H.264 at the default 4 Mbit/s,
+//! frame `n` taken as captured at `n / 60` s): bytes per frame over all
+//! frames and over those once a region is sent as H.264, in how many
+//! frames there was a region, and the mean PSNR of the region against the
+//! captured frame, luma and RGB (pixels outside the region are checked
+//! exact; typing, scrolling and dragging must make no region). Then
+//! criterion times one frame's encode, `conclave` and `baseline`, per
+//! workload (the next synthetic frame is drawn outside the timed part).
 //!
 //! ```sh
 //! cargo bench -p conclave-media --bench codec
@@ -20,7 +26,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use conclave_media::codec::DEFAULT_LEVEL;
-use conclave_media::{Frame, ScreenDecoder, ScreenEncoder, ScreenSize, SyntheticScreen, Workload};
+use conclave_media::video::{luma_psnr, psnr, DEFAULT_BITRATE};
+use conclave_media::{
+    Frame, Rect, ScreenDecoder, ScreenEncoder, ScreenSize, SyntheticScreen, Workload,
+};
 use criterion::{BatchSize, BenchmarkId, Criterion};
 
 const WIDTH: u32 = 1920;
@@ -120,6 +129,104 @@ fn table() {
                 first.total_bytes(),
             );
         }
+    }
+    println!();
+    video_table(frames);
+}
+
+/// Whether `a` and `b` are equal outside `region`.
+fn equal_outside(a: &Frame, b: &Frame, region: Rect) -> bool {
+    (0..a.height()).all(|y| {
+        if (region.y..region.bottom()).contains(&y) {
+            let right = a.width() - region.right();
+            a.row_span(0, y, region.x) == b.row_span(0, y, region.x)
+                && a.row_span(region.right(), y, right) == b.row_span(region.right(), y, right)
+        } else {
+            a.row_span(0, y, a.width()) == b.row_span(0, y, b.width())
+        }
+    })
+}
+
+fn video_table(frames: usize) {
+    println!(
+        "with video regions (H.264 at {} Mbit/s), {WIDTH}x{HEIGHT}, {frames} frames after the keyframe, mean per frame",
+        DEFAULT_BITRATE / 1_000_000
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>8} {:>11} {:>11} {:>10} {:>7} {:>9} {:>9}",
+        "workload",
+        "bytes",
+        "once H.264",
+        "baseline",
+        "ratio",
+        "encode ms",
+        "baseline ms",
+        "decode ms",
+        "region",
+        "luma dB",
+        "RGB dB"
+    );
+    for workload in Workload::ALL {
+        let mut source = SyntheticScreen::new(workload, screen());
+        let mut encoder = ScreenEncoder::with_video(DEFAULT_BITRATE).unwrap();
+        let mut decoder = ScreenDecoder::new();
+        let mut baseline = Baseline::new(DEFAULT_LEVEL);
+        for m in &encoder.encode(source.next_frame()).unwrap().messages {
+            decoder.apply(m).unwrap();
+        }
+        let (mut ours, mut theirs, mut steady, mut steady_frames) =
+            (0usize, 0usize, 0usize, 0usize);
+        let (mut t_ours, mut t_theirs, mut t_decode) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let (mut video_frames, mut luma, mut rgb) = (0usize, 0f64, 0f64);
+        for _ in 0..frames {
+            let frame = source.next_frame();
+            let t = Instant::now();
+            let encoded = encoder.encode(frame).unwrap();
+            t_ours += t.elapsed();
+            let t = Instant::now();
+            theirs += baseline.encode(frame);
+            t_theirs += t.elapsed();
+            ours += encoded.total_bytes();
+            let t = Instant::now();
+            for m in &encoded.messages {
+                decoder.apply(m).unwrap();
+            }
+            t_decode += t.elapsed();
+            let canvas = decoder.canvas().unwrap();
+            match encoder.video_region() {
+                Some(region) => {
+                    assert!(
+                        equal_outside(canvas, frame, region),
+                        "outside the region differs"
+                    );
+                    video_frames += 1;
+                    steady += encoded.total_bytes();
+                    steady_frames += 1;
+                    luma += luma_psnr(frame, canvas, region).unwrap();
+                    rgb += psnr(frame, canvas, region).unwrap();
+                }
+                None => assert!(canvas == frame, "decoded frame differs"),
+            }
+        }
+        if workload != Workload::Video {
+            assert_eq!(video_frames, 0, "{} made a video region", workload.name());
+        }
+        let per = |n: f64, d: usize| if d == 0 { f64::NAN } else { n / d as f64 };
+        println!(
+            "{:<10} {:>12.0} {:>12.0} {:>12.0} {:>8.4} {:>11.2} {:>11.2} {:>10.2} {:>7} {:>9.1} {:>9.1}",
+            workload.name(),
+            per(ours as f64, frames),
+            per(steady as f64, steady_frames),
+            per(theirs as f64, frames),
+            ours as f64 / theirs as f64,
+            ms(t_ours, frames),
+            ms(t_theirs, frames),
+            ms(t_decode, frames),
+            video_frames,
+            per(luma, video_frames),
+            per(rgb, video_frames),
+        );
     }
     println!();
 }

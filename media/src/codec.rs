@@ -20,6 +20,15 @@
 //! change, and after [`ScreenEncoder::request_keyframe`] (a viewer joined, or
 //! one reported [`UpdateError::NeedKeyframe`]).
 //!
+//! With video on ([`ScreenEncoder::with_video`]), a region of the screen
+//! that changes in every frame (a playing video) is sent as one
+//! rectangle of H.264 instead, a *video item*, and no tiles are sent for
+//! the tiles wholly inside it: everything outside stays pixel-exact, and
+//! the region too once it stops changing. The encoder decodes its own
+//! H.264 and keeps the decoded pixels as its reference, exactly what a
+//! viewer shows; see [`crate::video`] for how the region is found and
+//! why the two agree.
+//!
 //! The reference lives in two buffers that take turns: a new frame's
 //! changed tiles are copied into the spare one while they are read anyway
 //! (to hash them, below), and it becomes the reference once the frame is
@@ -97,7 +106,7 @@
 //! 22      2    height       screen height, 1..=8192
 //! 24      2    tile count   tiles that follow
 //! 26           tiles        each:
-//!         1      kind       0 raw, 1 xor, 2 copy
+//!         1      kind       0 raw, 1 xor, 2 copy, 3 video
 //!         2      x          tile's left edge
 //!         2      y          tile's top edge
 //!         1      w          tile's width, 1..=64
@@ -108,10 +117,37 @@
 //!         length data       (raw, xor) one or more zstd frames that
 //!                           decompress to exactly w*h*4 bytes: the tile's
 //!                           BGRA rows (raw) or those XOR the reference's (xor)
+//!
+//!                           a video item instead:
+//!         1      kind       3
+//!         2      x          rectangle's left edge
+//!         2      y          rectangle's top edge
+//!         2      w          rectangle's width, even, 16..=3840
+//!         2      h          rectangle's height, even, 16..=3840; w*h at
+//!                           most 3840*2160
+//!         1      flags      bit 0: IDR, the data starts a new stream (a
+//!                           fresh H.264 decoder) for this rectangle;
+//!                           bit 1: continued, the picture's data goes on
+//!                           in the next item (see below); other bits zero
+//!         4      length     bytes of data that follow
+//!         length data       H.264 Annex-B data: (a piece of) one picture
+//!                           of exactly w×h pixels, 4:2:0
 //! ```
 //!
-//! Every rectangle, tile and source, lies wholly on the screen; a keyframe
-//! holds raw tiles only. Nothing follows the last tile.
+//! Every rectangle, tile, source and video, lies wholly on the screen; a
+//! keyframe holds raw tiles and IDR video items only. Nothing follows the
+//! last item.
+//!
+//! A frame holds at most one video picture. Its data may be cut into
+//! pieces, one video item each, all but the last flagged *continued*, with
+//! the same rectangle and IDR bit, one right after the other (the next
+//! piece is the next item, in the same message or first in the frame's
+//! next part); the decoder joins them, at most
+//! [`video::max_picture_bytes`] in all, and decodes the picture when the
+//! last piece arrives. A non-IDR picture continues the stream its
+//! rectangle's last IDR picture started, with the same rectangle. The
+//! encoder puts the video item first in a frame, so that the tiles after
+//! it (none of them wholly inside the rectangle) may overwrite its edges.
 //!
 //! ## Decoding
 //!
@@ -132,6 +168,15 @@
 //! (tiles that do not line up with the tile grid, which the encoder never
 //! sends, are copied to the canvas instead).
 //!
+//! A video item is decoded by the stream's OpenH264 decoder (one per
+//! stream: each IDR item makes a fresh one) into the work buffer, like a
+//! tile. Refused with a typed error, like any other malformed input: a
+//! non-IDR item with no stream, or for another rectangle than the stream's;
+//! a picture cut short or a second picture in a frame; data OpenH264
+//! refuses or that gives no picture; a picture of another size than the
+//! rectangle. OpenH264 itself is C++: see SECURITY.md for what it means
+//! that presenter-controlled bytes reach it.
+//!
 //! The relay may drop screen messages for a slow viewer (the latest wins), and
 //! a delta after a gap refers to a frame the viewer never saw. So the
 //! decoder checks that sequence numbers follow each other; after a gap it
@@ -147,6 +192,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode;
 
 use crate::frame::{Frame, Rect, ScreenSize, BYTES_PER_PIXEL, MAX_HEIGHT, MAX_WIDTH};
+use crate::video::{self, PictureError, RegionTracker, TileCost, VideoEncoder};
 
 /// The one message-format version this crate speaks.
 pub const FORMAT_VERSION: u8 = 1;
@@ -172,8 +218,24 @@ const TILE_COUNT_AT: usize = 24;
 const RAW_ENTRY: usize = 11;
 const XOR_ENTRY: usize = 15;
 const COPY_ENTRY: usize = 11;
+/// The bytes of a video item before its data.
+const VIDEO_ENTRY: usize = 14;
 /// The smallest tile entry.
 const MIN_ENTRY: usize = 11;
+/// Tile kinds.
+const KIND_RAW: u8 = 0;
+const KIND_XOR: u8 = 1;
+const KIND_COPY: u8 = 2;
+const KIND_VIDEO: u8 = 3;
+/// Video flag bit: the data starts a new stream (IDR).
+const VIDEO_IDR: u8 = 1;
+/// Video flag bit: the picture's data goes on in the next item.
+const VIDEO_CONTINUED: u8 = 2;
+/// The smallest piece of a picture the encoder starts in a message that
+/// already holds something; less room than this, and it starts a new part.
+const MIN_VIDEO_PIECE: usize = 4096;
+/// Frames without video after a region's stream failed.
+const VIDEO_COOLDOWN: u32 = 600;
 /// The largest tile, in bytes.
 const MAX_TILE_BYTES: usize = (TILE_SIZE * TILE_SIZE) as usize * BYTES_PER_PIXEL;
 
@@ -197,6 +259,16 @@ pub enum TileData<'a> {
         x: u32,
         /// Top edge of the reference rectangle.
         y: u32,
+    },
+    /// H.264 data of the tile's rectangle (a video item; the rectangle may
+    /// be larger than a tile).
+    Video {
+        /// The data starts a new stream (an IDR picture).
+        idr: bool,
+        /// The picture's data goes on in the next item.
+        continued: bool,
+        /// The H.264 Annex-B data.
+        data: &'a [u8],
     },
 }
 
@@ -323,6 +395,69 @@ pub enum UpdateError {
         /// What it gave; `None` when more than `expected` (decompression
         /// stopped there).
         got: Option<usize>,
+    },
+    /// A video item's rectangle has an odd side, or one outside
+    /// 16..=3840, or more than 3840×2160 pixels.
+    #[error("a video rectangle of {}×{} pixels: each side must be even and 16 to 3840, at most 3840×2160 in all", rect.width, rect.height)]
+    VideoSize {
+        /// The rectangle.
+        rect: Rect,
+    },
+    /// Video flag bits this version does not define are set.
+    #[error("a video item has unknown flags {flags:#04x}")]
+    UnknownVideoFlags {
+        /// The flags byte.
+        flags: u8,
+    },
+    /// A picture's data is larger than [`video::max_picture_bytes`].
+    #[error("a video picture of {} bytes for a {}×{} rectangle, more than the {max} allowed", len, rect.width, rect.height)]
+    VideoTooLarge {
+        /// The rectangle.
+        rect: Rect,
+        /// The picture's bytes (so far).
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A non-IDR video item, and no stream started (no IDR item since the
+    /// last keyframe or error).
+    #[error("a video item at {rect:?} continues a stream that never started")]
+    VideoWithoutStream {
+        /// Its rectangle.
+        rect: Rect,
+    },
+    /// A non-IDR video item for another rectangle than its stream's.
+    #[error("the video rectangle changed from {from:?} to {to:?} without an IDR picture")]
+    VideoRectChanged {
+        /// The stream's rectangle.
+        from: Rect,
+        /// The item's.
+        to: Rect,
+    },
+    /// A picture said to continue did not: the frame ended, or the next
+    /// item is not a video item with the same rectangle and IDR bit.
+    #[error("a video picture cut into pieces was not continued")]
+    VideoUnfinished,
+    /// A second video picture in one frame.
+    #[error("a frame holds more than one video picture")]
+    ExtraVideoPicture,
+    /// The H.264 decoder refused the data, or it held no whole picture.
+    #[error("the video at {rect:?} does not decode: {reason}")]
+    VideoCorrupt {
+        /// The rectangle.
+        rect: Rect,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The decoded picture is not the rectangle's size.
+    #[error("the video at {rect:?} decodes to a {width}×{height} picture")]
+    VideoPictureSize {
+        /// The rectangle.
+        rect: Rect,
+        /// The picture's width.
+        width: u32,
+        /// The picture's height.
+        height: u32,
     },
     /// A delta frame for a screen of another size than the canvas.
     #[error("the screen changed from {from} to {to} without a keyframe")]
@@ -481,7 +616,10 @@ impl<'a> Reader<'a> {
 
     fn tile(&mut self, screen: ScreenSize, keyframe: bool) -> Result<Tile<'a>, UpdateError> {
         let kind = self.u8()?;
-        if kind > 2 {
+        if kind == KIND_VIDEO {
+            return self.video(screen, keyframe);
+        }
+        if kind > KIND_COPY {
             return Err(UpdateError::UnknownTileKind { kind });
         }
         let x = u32::from(self.u16()?);
@@ -514,7 +652,7 @@ impl<'a> Reader<'a> {
                 screen,
             });
         }
-        let data = if kind == 1 {
+        let data = if kind == KIND_XOR {
             let len = self.u32()? as usize;
             TileData::Xor {
                 x: sx,
@@ -525,6 +663,42 @@ impl<'a> Reader<'a> {
             TileData::Copy { x: sx, y: sy }
         };
         Ok(Tile { rect, data })
+    }
+
+    /// A video item, after its kind byte.
+    fn video(&mut self, screen: ScreenSize, keyframe: bool) -> Result<Tile<'a>, UpdateError> {
+        let x = u32::from(self.u16()?);
+        let y = u32::from(self.u16()?);
+        let width = u32::from(self.u16()?);
+        let height = u32::from(self.u16()?);
+        let rect = Rect::new(x, y, width, height);
+        if !video::valid_video_size(rect) {
+            return Err(UpdateError::VideoSize { rect });
+        }
+        if !screen.contains(rect) {
+            return Err(UpdateError::TileOutsideScreen { rect, screen });
+        }
+        let flags = self.u8()?;
+        if flags & !(VIDEO_IDR | VIDEO_CONTINUED) != 0 {
+            return Err(UpdateError::UnknownVideoFlags { flags });
+        }
+        let idr = flags & VIDEO_IDR != 0;
+        if keyframe && !idr {
+            return Err(UpdateError::ReferenceInKeyframe);
+        }
+        let len = self.u32()? as usize;
+        let max = video::max_picture_bytes(rect);
+        if len > max {
+            return Err(UpdateError::VideoTooLarge { rect, len, max });
+        }
+        Ok(Tile {
+            rect,
+            data: TileData::Video {
+                idr,
+                continued: flags & VIDEO_CONTINUED != 0,
+                data: self.take(len)?,
+            },
+        })
     }
 }
 
@@ -589,6 +763,20 @@ pub struct ScreenDecoder {
     max_pixels: u64,
     /// Decompressed tile bytes.
     scratch: Vec<u8>,
+    /// The video stream: its rectangle and H.264 decoder.
+    video: Option<(Rect, openh264::decoder::Decoder)>,
+    /// A video picture whose pieces are still coming.
+    video_pending: Option<PendingPicture>,
+    /// Whether the frame being assembled had its video picture.
+    video_in_frame: bool,
+}
+
+/// The pieces of a video picture so far.
+#[derive(Debug)]
+struct PendingPicture {
+    rect: Rect,
+    idr: bool,
+    data: Vec<u8>,
 }
 
 impl std::fmt::Debug for ScreenDecoder {
@@ -624,6 +812,9 @@ impl ScreenDecoder {
             awaiting_keyframe: true,
             max_pixels: u64::from(MAX_WIDTH) * u64::from(MAX_HEIGHT),
             scratch: vec![0; MAX_TILE_BYTES],
+            video: None,
+            video_pending: None,
+            video_in_frame: false,
         }
     }
 
@@ -662,6 +853,10 @@ impl ScreenDecoder {
             self.awaiting_keyframe = true;
             self.in_progress = None;
             self.touched.clear();
+            // The next keyframe starts every stream afresh.
+            self.video = None;
+            self.video_pending = None;
+            self.video_in_frame = false;
         }
         result
     }
@@ -678,6 +873,9 @@ impl ScreenDecoder {
             self.awaiting_keyframe = false;
             self.in_progress = None;
             self.touched.clear();
+            self.video = None;
+            self.video_pending = None;
+            self.video_in_frame = false;
             match &mut self.work {
                 Some(work) if work.size() == msg.screen => work.as_bytes_mut().fill(0),
                 _ => self.work = Some(Frame::filled(msg.screen, Default::default())),
@@ -707,6 +905,9 @@ impl ScreenDecoder {
         // in order (twice as fast as tile by tile for a scrolled screen).
         let mut copies: Vec<(Rect, (u32, u32))> = Vec::new();
         for tile in &msg.tiles {
+            if self.video_pending.is_some() && !matches!(tile.data, TileData::Video { .. }) {
+                return Err(UpdateError::VideoUnfinished);
+            }
             if let TileData::Copy { x, y } = tile.data {
                 let overlaps = copies
                     .iter()
@@ -727,6 +928,10 @@ impl ScreenDecoder {
             self.in_progress = Some(progress);
             return Ok(Applied::Partial { frame: msg.frame });
         }
+        if self.video_pending.is_some() {
+            return Err(UpdateError::VideoUnfinished);
+        }
+        self.video_in_frame = false;
         self.finish_frame(msg.keyframe);
         self.in_progress = None;
         self.last_complete = Some(msg.frame);
@@ -833,9 +1038,75 @@ impl ScreenDecoder {
         Ok(())
     }
 
+    /// Takes one piece of a video picture; decodes the picture into the
+    /// work buffer when it is whole.
+    fn apply_video(
+        &mut self,
+        rect: Rect,
+        idr: bool,
+        continued: bool,
+        data: &[u8],
+    ) -> Result<(), UpdateError> {
+        let max = video::max_picture_bytes(rect);
+        let joined = match self.video_pending.take() {
+            Some(p) if p.rect != rect || p.idr != idr => return Err(UpdateError::VideoUnfinished),
+            Some(mut p) => {
+                let len = p.data.len().saturating_add(data.len());
+                if len > max {
+                    return Err(UpdateError::VideoTooLarge { rect, len, max });
+                }
+                p.data.extend_from_slice(data);
+                Some(p)
+            }
+            None if continued => Some(PendingPicture {
+                rect,
+                idr,
+                data: data.to_vec(),
+            }),
+            None => None,
+        };
+        if continued {
+            self.video_pending = joined;
+            return Ok(());
+        }
+        let data = joined.as_ref().map_or(data, |p| p.data.as_slice());
+        if self.video_in_frame {
+            return Err(UpdateError::ExtraVideoPicture);
+        }
+        if idr {
+            let decoder = video::new_decoder().map_err(|e| picture_error(rect, e))?;
+            self.video = Some((rect, decoder));
+        }
+        let (stream_rect, decoder) = self
+            .video
+            .as_mut()
+            .ok_or(UpdateError::VideoWithoutStream { rect })?;
+        if *stream_rect != rect {
+            return Err(UpdateError::VideoRectChanged {
+                from: *stream_rect,
+                to: rect,
+            });
+        }
+        // `try_apply` made sure of a work buffer of the message's size,
+        // which the rectangle lies on.
+        let work = self.work.as_mut().ok_or(UpdateError::ReferenceInKeyframe)?;
+        video::decode_picture(decoder, data, rect, work).map_err(|e| picture_error(rect, e))?;
+        self.video_in_frame = true;
+        self.touched.push(rect);
+        Ok(())
+    }
+
     /// Decompresses (raw, xor) and writes one tile into the work buffer.
     fn apply_tile(&mut self, tile: &Tile<'_>) -> Result<(), UpdateError> {
         let rect = tile.rect;
+        if let TileData::Video {
+            idr,
+            continued,
+            data,
+        } = tile.data
+        {
+            return self.apply_video(rect, idr, continued, data);
+        }
         let outside = |screen| UpdateError::TileOutsideScreen { rect, screen };
         // `try_apply` made sure there is a work buffer, of the message's size
         // (every tile of which is on that screen), and, for a delta, a canvas
@@ -847,6 +1118,7 @@ impl ScreenDecoder {
             TileData::Raw(data) => (None, Some(data)),
             TileData::Xor { x, y, data } => (Some((x, y)), Some(data)),
             TileData::Copy { x, y } => (Some((x, y)), None),
+            TileData::Video { .. } => return Ok(()),
         };
         let reference = match source {
             Some(at) => Some((
@@ -1068,6 +1340,17 @@ fn copy_segments(to: &mut Frame, from: &Frame, columns: usize, which: &[usize]) 
     }
 }
 
+fn picture_error(rect: Rect, e: PictureError) -> UpdateError {
+    match e {
+        PictureError::Corrupt(reason) => UpdateError::VideoCorrupt { rect, reason },
+        PictureError::Size { width, height } => UpdateError::VideoPictureSize {
+            rect,
+            width,
+            height,
+        },
+    }
+}
+
 fn decompress_error(rect: Rect, expected: usize, e: &std::io::Error) -> UpdateError {
     let zstd_error = e.get_ref().and_then(|e| e.downcast_ref::<zstd::Error>());
     if zstd_error.is_some_and(|z| z.is(ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall)) {
@@ -1182,6 +1465,52 @@ pub struct ScreenEncoder {
     compressed: Vec<u8>,
     /// Another, to compare two ways of sending a tile.
     spare: Vec<u8>,
+    /// Boxed: a stream's state is large and most encoders have none.
+    video: Box<VideoState>,
+}
+
+/// The encoder's video regions; see [`crate::video`].
+#[derive(Debug, Default)]
+struct VideoState {
+    /// The target bitrate; `None`: video regions are off.
+    bitrate: Option<u32>,
+    tracker: Option<RegionTracker>,
+    /// The region's H.264 stream (boxed: OpenH264's output descriptor
+    /// alone takes 8 KB, moved on every new stream otherwise).
+    stream: Option<Box<VideoEncoder>>,
+    /// The captured frame with the region's decoded picture in it.
+    composite: Option<Frame>,
+    /// What each tile's data cost in the frame being sent.
+    costs: Vec<TileCost>,
+    /// Frames left without video after a stream failed.
+    cooldown: u32,
+}
+
+/// What a frame sends for the video region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoPlan {
+    /// No region: tiles everywhere.
+    None,
+    /// A picture of the region (in the stream's data); the composite holds
+    /// it.
+    Picture { rect: Rect, idr: bool },
+    /// The rate control skipped the frame: nothing for the region, whose
+    /// pixels stay as they are (the composite holds the reference's).
+    Skipped { rect: Rect },
+}
+
+impl VideoPlan {
+    fn rect(self) -> Option<Rect> {
+        match self {
+            VideoPlan::None => None,
+            VideoPlan::Picture { rect, .. } | VideoPlan::Skipped { rect } => Some(rect),
+        }
+    }
+}
+
+/// Whether `tile` lies wholly inside `region`.
+fn inside(region: Option<Rect>, tile: Rect) -> bool {
+    region.is_some_and(|r| r.intersect(tile) == tile)
 }
 
 impl std::fmt::Debug for ScreenEncoder {
@@ -1190,14 +1519,47 @@ impl std::fmt::Debug for ScreenEncoder {
             .field("next_sequence", &self.next_sequence)
             .field("next_frame", &self.next_frame)
             .field("keyframe_requested", &self.keyframe_requested)
+            .field("video_bitrate", &self.video.bitrate)
+            .field("video_region", &self.video_region())
             .finish_non_exhaustive()
     }
 }
 
 impl ScreenEncoder {
-    /// An encoder at [`DEFAULT_LEVEL`]; its first frame is a keyframe.
+    /// A lossless encoder at [`DEFAULT_LEVEL`], video regions off; its first
+    /// frame is a keyframe.
     pub fn new() -> Result<Self, EncodeError> {
         Self::with_level(DEFAULT_LEVEL)
+    }
+
+    /// An encoder at [`DEFAULT_LEVEL`] that sends a region changing every
+    /// frame as H.264 at `bitrate` bits a second (clamped to
+    /// [`video::MIN_BITRATE`]`..=`[`video::MAX_BITRATE`]); see
+    /// [`crate::video`].
+    pub fn with_video(bitrate: u32) -> Result<Self, EncodeError> {
+        let mut encoder = Self::new()?;
+        encoder.set_video_bitrate(Some(bitrate));
+        Ok(encoder)
+    }
+
+    /// Sets the video regions' target bitrate in bits a second (clamped to
+    /// [`video::MIN_BITRATE`]`..=`[`video::MAX_BITRATE`]), or turns video
+    /// regions off (`None`): the next frame then puts the region right with
+    /// tiles. A stream in progress takes a lower bitrate at once and a
+    /// higher one once it is 1.5 times its own, each with a new IDR picture
+    /// (see [`crate::video`]).
+    pub fn set_video_bitrate(&mut self, bitrate: Option<u32>) {
+        self.video.bitrate = bitrate.map(video::clamp_bitrate);
+    }
+
+    /// The video regions' target bitrate; `None` when they are off.
+    pub fn video_bitrate(&self) -> Option<u32> {
+        self.video.bitrate
+    }
+
+    /// The video region in force (as of the last frame encoded), if any.
+    pub fn video_region(&self) -> Option<Rect> {
+        self.video.tracker.as_ref().and_then(RegionTracker::region)
     }
 
     /// An encoder at zstd level `level` (for measurements; the decoder reads
@@ -1224,6 +1586,7 @@ impl ScreenEncoder {
             tile: Vec::with_capacity(MAX_TILE_BYTES),
             compressed: Vec::with_capacity(zstd::compress_bound(MAX_TILE_BYTES)),
             spare: Vec::with_capacity(zstd::compress_bound(MAX_TILE_BYTES)),
+            video: Box::default(),
         })
     }
 
@@ -1235,8 +1598,22 @@ impl ScreenEncoder {
 
     /// Encodes `frame` against the last frame sent. Returns no messages when
     /// nothing changed (the frame number is used all the same). On error the
-    /// next frame is a keyframe.
+    /// next frame is a keyframe. For the video's rate control, frame `n` is
+    /// taken as captured at `n / 60` seconds; [`encode_at`](Self::encode_at)
+    /// takes the real time.
     pub fn encode(&mut self, frame: &Frame) -> Result<EncodedFrame, EncodeError> {
+        let time_us = self.next_frame.saturating_mul(1_000_000) / 60;
+        self.encode_at(frame, time_us)
+    }
+
+    /// Like [`encode`](Self::encode), for a frame captured at `captured_us`
+    /// microseconds (any clock that does not go back), which tells the
+    /// video's rate control how much time the frame's bits are spread over.
+    pub fn encode_at(
+        &mut self,
+        frame: &Frame,
+        captured_us: u64,
+    ) -> Result<EncodedFrame, EncodeError> {
         let number = self.next_frame;
         self.next_frame = self.next_frame.wrapping_add(1);
         let keyframe = self.keyframe_requested
@@ -1244,13 +1621,51 @@ impl ScreenEncoder {
                 .reference
                 .as_ref()
                 .is_none_or(|r| r.frame.size() != frame.size());
+        let video = self.prepare_video(frame, captured_us, keyframe);
+        // With a region, the frame sent is the composite: the captured
+        // frame with the region's decoded picture.
+        let composite = self.video.composite.take();
+        let source = match (video, &composite) {
+            (VideoPlan::None, _) | (_, None) => frame,
+            (_, Some(c)) => c,
+        };
+        let result = self.encode_source(source, number, keyframe, video);
+        self.video.composite = composite;
+        if result.is_ok() {
+            let costs = std::mem::take(&mut self.video.costs);
+            if let Some(tracker) = &mut self.video.tracker {
+                tracker.observe(frame, &costs, keyframe);
+            }
+            self.video.costs = costs;
+        }
+        result
+    }
+
+    fn encode_source(
+        &mut self,
+        frame: &Frame,
+        number: u64,
+        keyframe: bool,
+        video: VideoPlan,
+    ) -> Result<EncodedFrame, EncodeError> {
+        let region = video.rect();
+        self.video.costs.clear();
         let (ops, changed) = if keyframe {
             let tiles = grid(frame.size());
-            (tiles.iter().map(|&r| Op::Raw(r)).collect(), tiles)
+            let ops = tiles
+                .iter()
+                .filter(|&&r| !inside(region, r))
+                .map(|&r| Op::Raw(r))
+                .collect();
+            (ops, tiles)
         } else {
-            self.plan(frame)
+            self.plan(frame, region)
         };
-        if ops.is_empty() {
+        let picture = match video {
+            VideoPlan::Picture { rect, idr } => Some((rect, idr)),
+            VideoPlan::None | VideoPlan::Skipped { .. } => None,
+        };
+        if ops.is_empty() && picture.is_none() {
             return Ok(EncodedFrame {
                 frame: number,
                 keyframe,
@@ -1258,7 +1673,7 @@ impl ScreenEncoder {
             });
         }
         let first_sequence = self.next_sequence;
-        let messages = match self.pack(frame, number, keyframe, &ops) {
+        let messages = match self.pack(frame, number, keyframe, picture, &ops) {
             Ok(messages) => messages,
             Err(e) => {
                 self.next_sequence = first_sequence;
@@ -1275,9 +1690,84 @@ impl ScreenEncoder {
         })
     }
 
+    /// Decides the video region for `frame` and, if there is one, encodes
+    /// it and builds the composite. Any failure of the H.264 stream turns
+    /// video off for a while and sends the frame as tiles.
+    fn prepare_video(&mut self, frame: &Frame, captured_us: u64, keyframe: bool) -> VideoPlan {
+        let screen = frame.size();
+        let state = &mut self.video;
+        let Some(bitrate) = state.bitrate else {
+            state.tracker = None;
+            state.stream = None;
+            state.composite = None;
+            return VideoPlan::None;
+        };
+        let tracker = match &mut state.tracker {
+            Some(t) if t.screen() == screen => t,
+            other => other.insert(RegionTracker::new(screen)),
+        };
+        if state.cooldown > 0 {
+            state.cooldown -= 1;
+            tracker.end();
+            state.stream = None;
+            return VideoPlan::None;
+        }
+        let Some(rect) = tracker.decide() else {
+            state.stream = None;
+            return VideoPlan::None;
+        };
+        let rebuild = state.stream.as_ref().is_none_or(|s| {
+            let (target, now) = (u64::from(bitrate), u64::from(s.bitrate()));
+            s.rect() != rect || target * 5 < now * 4 || target * 2 >= now * 3
+        });
+        let fail = |state: &mut VideoState| {
+            state.stream = None;
+            state.cooldown = VIDEO_COOLDOWN;
+            if let Some(t) = &mut state.tracker {
+                t.end();
+            }
+            VideoPlan::None
+        };
+        if rebuild {
+            match VideoEncoder::new(rect, bitrate) {
+                Ok(s) => state.stream = Some(Box::new(s)),
+                Err(_) => return fail(state),
+            }
+        }
+        let composite = match &mut state.composite {
+            Some(c) if c.size() == screen => {
+                c.as_bytes_mut().copy_from_slice(frame.as_bytes());
+                c
+            }
+            other => other.insert(frame.clone()),
+        };
+        let Some(stream) = &mut state.stream else {
+            return fail(state);
+        };
+        match stream.encode(frame, captured_us / 1000, keyframe, composite) {
+            Ok(Some(picture)) => VideoPlan::Picture {
+                rect,
+                idr: picture.idr,
+            },
+            Ok(None) => {
+                // Skipped: the region keeps the pixels the viewer has.
+                match &self.reference {
+                    Some(r) if r.frame.size() == screen => {
+                        composite.copy_rect_from(&r.frame, rect);
+                        VideoPlan::Skipped { rect }
+                    }
+                    _ => fail(state),
+                }
+            }
+            Err(_) => fail(state),
+        }
+    }
+
     /// Finds the changed tiles of a delta frame and decides what to send for
-    /// each. Leaves the new frame's hashes in `next_hashes`.
-    fn plan(&mut self, frame: &Frame) -> (Vec<Op>, Vec<Rect>) {
+    /// each, none for the tiles wholly inside `region` (sent as video).
+    /// Returns the ops and every changed tile. Leaves the new frame's
+    /// hashes in `next_hashes`.
+    fn plan(&mut self, frame: &Frame, region: Option<Rect>) -> (Vec<Op>, Vec<Rect>) {
         let Some(Reference {
             frame: previous,
             hashes,
@@ -1314,15 +1804,20 @@ impl ScreenEncoder {
                 }
             }
         }
-        let vertical = vertical_moves(&changed, hashes, &self.next_hashes, height);
+        let sent: Vec<Rect> = changed
+            .iter()
+            .copied()
+            .filter(|&r| !inside(region, r))
+            .collect();
+        let vertical = vertical_moves(&sent, hashes, &self.next_hashes, height);
         let mut candidates: Vec<Offset> = vertical.iter().map(|&dy| (0, dy)).collect();
-        for offset in moves(frame, previous, &changed, &vertical) {
+        for offset in moves(frame, previous, &sent, &vertical) {
             if !candidates.contains(&offset) {
                 candidates.push(offset);
             }
         }
-        let mut ops = Vec::with_capacity(changed.len());
-        for &rect in &changed {
+        let mut ops = Vec::with_capacity(sent.len());
+        for &rect in &sent {
             let column = (rect.x / TILE_SIZE) as usize;
             let span = column * height..(column + 1) * height;
             let (Some(old), Some(new)) = (hashes.get(span.clone()), self.next_hashes.get(span))
@@ -1352,6 +1847,7 @@ impl ScreenEncoder {
         frame: &Frame,
         number: u64,
         keyframe: bool,
+        picture: Option<(Rect, bool)>,
         ops: &[Op],
     ) -> Result<Vec<Vec<u8>>, EncodeError> {
         let screen = frame.size();
@@ -1359,15 +1855,61 @@ impl ScreenEncoder {
         let mut part: u16 = 0;
         let mut current = self.start_message(number, keyframe, part, screen);
         let mut count: u16 = 0;
+        // The video picture first, in as many pieces as it takes.
+        let stream = self.video.stream.take();
+        if let (Some((rect, idr)), Some(stream)) = (picture, &stream) {
+            let mut rest = stream.data();
+            loop {
+                let mut room = MAX_UPDATE.saturating_sub(current.len() + VIDEO_ENTRY);
+                if (room < MIN_VIDEO_PIECE.min(rest.len()) && count > 0) || count == u16::MAX {
+                    set_tile_count(&mut current, count);
+                    messages.push(current);
+                    part = part.checked_add(1).ok_or(EncodeError::TooManyParts)?;
+                    current = self.start_message(number, keyframe, part, screen);
+                    count = 0;
+                    room = MAX_UPDATE - HEADER_LEN - VIDEO_ENTRY;
+                }
+                let (piece, after) = rest.split_at(room.min(rest.len()));
+                let mut flags = if idr { VIDEO_IDR } else { 0 };
+                if !after.is_empty() {
+                    flags |= VIDEO_CONTINUED;
+                }
+                current.push(KIND_VIDEO);
+                for v in [rect.x, rect.y, rect.width, rect.height] {
+                    current.extend_from_slice(&(v as u16).to_le_bytes());
+                }
+                current.push(flags);
+                current.extend_from_slice(&(piece.len() as u32).to_le_bytes());
+                current.extend_from_slice(piece);
+                count += 1;
+                rest = after;
+                if rest.is_empty() {
+                    break;
+                }
+            }
+        }
+        self.video.stream = stream;
+        let costs = !keyframe && self.video.bitrate.is_some();
+        if costs {
+            self.video
+                .costs
+                .resize(grid_len(screen), TileCost::default());
+        }
+        let columns = screen.width().div_ceil(TILE_SIZE) as usize;
         for op in ops {
             let (kind, rect, source, entry) = match *op {
                 Op::Raw(rect) => {
                     self.compress(frame, None, rect)?;
-                    (0u8, rect, None, RAW_ENTRY + self.compressed.len())
+                    (KIND_RAW, rect, None, RAW_ENTRY + self.compressed.len())
                 }
                 Op::Xor { rect, sx, sy } => {
                     self.compress(frame, Some((sx, sy)), rect)?;
-                    (1, rect, Some((sx, sy)), XOR_ENTRY + self.compressed.len())
+                    (
+                        KIND_XOR,
+                        rect,
+                        Some((sx, sy)),
+                        XOR_ENTRY + self.compressed.len(),
+                    )
                 }
                 Op::Fresh(rect) => {
                     self.compress(frame, Some((rect.x, rect.y)), rect)?;
@@ -1376,17 +1918,24 @@ impl ScreenEncoder {
                     if self.spare.len() <= self.compressed.len() {
                         std::mem::swap(&mut self.compressed, &mut self.spare);
                         (
-                            1,
+                            KIND_XOR,
                             rect,
                             Some((rect.x, rect.y)),
                             XOR_ENTRY + self.compressed.len(),
                         )
                     } else {
-                        (0, rect, None, RAW_ENTRY + self.compressed.len())
+                        (KIND_RAW, rect, None, RAW_ENTRY + self.compressed.len())
                     }
                 }
-                Op::Copy { rect, sx, sy } => (2, rect, Some((sx, sy)), COPY_ENTRY),
+                Op::Copy { rect, sx, sy } => (KIND_COPY, rect, Some((sx, sy)), COPY_ENTRY),
             };
+            if costs && kind != KIND_COPY {
+                let tile = (rect.y / TILE_SIZE) as usize * columns + (rect.x / TILE_SIZE) as usize;
+                if let Some(c) = self.video.costs.get_mut(tile) {
+                    c.pixels += rect.width * rect.height;
+                    c.bytes = c.bytes.saturating_add(entry as u32);
+                }
+            }
             if current.len() + entry > MAX_UPDATE || count == u16::MAX {
                 set_tile_count(&mut current, count);
                 messages.push(current);
@@ -1403,7 +1952,7 @@ impl ScreenEncoder {
                 current.extend_from_slice(&(sx as u16).to_le_bytes());
                 current.extend_from_slice(&(sy as u16).to_le_bytes());
             }
-            if kind != 2 {
+            if kind != KIND_COPY {
                 current.extend_from_slice(&(self.compressed.len() as u32).to_le_bytes());
                 current.extend_from_slice(&self.compressed);
             }
@@ -1534,6 +2083,11 @@ fn grid(screen: ScreenSize) -> Vec<Rect> {
         }
     }
     out
+}
+
+/// How many tiles [`grid`] makes.
+fn grid_len(screen: ScreenSize) -> usize {
+    (screen.width().div_ceil(TILE_SIZE) * screen.height().div_ceil(TILE_SIZE)) as usize
 }
 
 fn set_tile_count(message: &mut [u8], count: u16) {
@@ -2672,8 +3226,8 @@ mod tests {
         };
         let data = zstd_of(&[0; 8 * 8 * 4]);
         refused(
-            &tile(3, (0, 0, 8, 8), Some((0, 0)), Some(&data)),
-            UpdateError::UnknownTileKind { kind: 3 },
+            &tile(4, (0, 0, 8, 8), Some((0, 0)), Some(&data)),
+            UpdateError::UnknownTileKind { kind: 4 },
         );
         refused(
             &tile(0, (0, 0, 0, 8), None, Some(&data)),
@@ -3147,6 +3701,583 @@ mod tests {
             if d.apply(&m).is_err() {
                 prop_assert!(d.needs_keyframe());
                 prop_assert_eq!(d.canvas().unwrap().pixel(15, 7), Some(Bgra([0x22; 4])));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod video_tests {
+    use super::*;
+    use crate::frame::Bgra;
+    use crate::synthetic::{SyntheticScreen, Workload};
+    use crate::video::{luma_psnr, psnr, DEFAULT_BITRATE, END_AFTER};
+    use proptest::prelude::*;
+
+    fn size(w: u32, h: u32) -> ScreenSize {
+        ScreenSize::new(w, h).unwrap()
+    }
+
+    /// The video items of an encoded frame: rectangle, IDR, continued, bytes.
+    fn videos(encoded: &EncodedFrame) -> Vec<(Rect, bool, bool, usize)> {
+        encoded
+            .messages
+            .iter()
+            .flat_map(|m| UpdateMessage::parse(m).unwrap().tiles)
+            .filter_map(|t| match t.data {
+                TileData::Video {
+                    idr,
+                    continued,
+                    data,
+                } => Some((t.rect, idr, continued, data.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn apply_all(decoder: &mut ScreenDecoder, encoded: &EncodedFrame) {
+        for m in &encoded.messages {
+            decoder.apply(m).unwrap();
+        }
+    }
+
+    /// Whether `a` and `b` are equal outside `region`.
+    fn equal_outside(a: &Frame, b: &Frame, region: Rect) -> bool {
+        (0..a.height()).all(|y| {
+            if (region.y..region.bottom()).contains(&y) {
+                let right = a.width() - region.right();
+                a.row_span(0, y, region.x) == b.row_span(0, y, region.x)
+                    && a.row_span(region.right(), y, right) == b.row_span(region.right(), y, right)
+            } else {
+                a.row_span(0, y, a.width()) == b.row_span(0, y, b.width())
+            }
+        })
+    }
+
+    #[test]
+    fn a_playing_video_is_sent_as_h264_at_a_fraction_of_the_lossless_bytes() {
+        let screen = size(1280, 720);
+        let mut source = SyntheticScreen::new(Workload::Video, screen);
+        let mut lossless = ScreenEncoder::new().unwrap();
+        let mut encoder = ScreenEncoder::with_video(DEFAULT_BITRATE).unwrap();
+        let mut decoder = ScreenDecoder::new();
+        let (mut ours, mut theirs, mut measured) = (0usize, 0usize, 0usize);
+        let mut start = None;
+        for n in 0..90u64 {
+            let frame = source.next_frame().clone();
+            let encoded = encoder.encode(&frame).unwrap();
+            let exact = lossless.encode(&frame).unwrap();
+            apply_all(&mut decoder, &encoded);
+            let canvas = decoder.canvas().unwrap();
+            let Some(region) = encoder.video_region() else {
+                assert!(videos(&encoded).is_empty());
+                assert!(canvas == &frame, "frame {n} without a region is not exact");
+                continue;
+            };
+            let start = *start.get_or_insert(n);
+            // The video (640×360 at (320, 192)) on whole tiles.
+            assert_eq!(region, Rect::new(320, 192, 640, 384));
+            assert!(equal_outside(canvas, &frame, region), "frame {n}");
+            let items = videos(&encoded);
+            assert_eq!(items.len(), 1, "frame {n}");
+            assert_eq!(items[0].1, n == start, "IDR only first, frame {n}");
+            // No tile inside the region.
+            for m in &encoded.messages {
+                for t in UpdateMessage::parse(m).unwrap().tiles {
+                    if !matches!(t.data, TileData::Video { .. }) {
+                        assert!(t.rect.intersect(region).is_empty(), "{t:?}");
+                    }
+                }
+            }
+            if n >= start + 10 {
+                // Measured at 4 Mbit/s: luma 34 to 40 dB, RGB 22 to 26 dB.
+                // RGB stays near 25 dB even with no compression at all: the
+                // synthetic red and blue wrap from 255 to 0 along moving
+                // lines, which 4:2:0 chroma (2×2 pixels share a colour)
+                // smears; luma keeps full resolution.
+                let luma = luma_psnr(&frame, canvas, region).unwrap();
+                let rgb = psnr(&frame, canvas, region).unwrap();
+                assert!(luma > 30.0, "frame {n}: luma {luma:.1} dB, RGB {rgb:.1} dB");
+                assert!(rgb > 20.0, "frame {n}: luma {luma:.1} dB, RGB {rgb:.1} dB");
+                ours += encoded.total_bytes();
+                theirs += exact.total_bytes();
+                measured += 1;
+            }
+        }
+        assert!(start.is_some_and(|s| s <= 20), "{start:?}");
+        assert!(measured > 50);
+        // Lossless is about 250 KB a frame here; H.264 at 4 Mbit/s and 60
+        // frames a second about 8 KB.
+        assert!(ours * 15 < theirs, "{ours} vs {theirs} lossless");
+    }
+
+    #[test]
+    fn the_canvas_becomes_exact_again_after_the_video_stops() {
+        let screen = size(640, 400);
+        let mut source = SyntheticScreen::new(Workload::Video, screen);
+        let mut encoder = ScreenEncoder::with_video(DEFAULT_BITRATE).unwrap();
+        let mut decoder = ScreenDecoder::new();
+        for _ in 0..40 {
+            apply_all(&mut decoder, &encoder.encode(source.next_frame()).unwrap());
+        }
+        let region = encoder.video_region().expect("a region");
+        let still = source.frame().clone();
+        assert!(decoder.canvas().unwrap() != &still, "lossy while it plays");
+        // Paused: the same picture, frame after frame.
+        let mut ended = None;
+        for n in 0..END_AFTER + 5 {
+            let encoded = encoder.encode(&still).unwrap();
+            apply_all(&mut decoder, &encoded);
+            if encoder.video_region().is_none() && ended.is_none() {
+                ended = Some(n);
+                assert!(videos(&encoded).is_empty());
+            }
+            let canvas = decoder.canvas().unwrap();
+            assert!(equal_outside(canvas, &still, region));
+        }
+        assert!(ended.is_some_and(|n| n <= END_AFTER + 1), "{ended:?}");
+        assert!(
+            decoder.canvas().unwrap() == &still,
+            "not exact after the video stopped"
+        );
+    }
+
+    #[test]
+    fn a_keyframe_request_starts_the_video_afresh_with_an_idr_picture() {
+        let screen = size(640, 400);
+        let mut source = SyntheticScreen::new(Workload::Video, screen);
+        let mut encoder = ScreenEncoder::with_video(DEFAULT_BITRATE).unwrap();
+        let mut early = ScreenDecoder::new();
+        for _ in 0..30 {
+            apply_all(&mut early, &encoder.encode(source.next_frame()).unwrap());
+        }
+        assert!(encoder.video_region().is_some());
+        encoder.request_keyframe();
+        let key = encoder.encode(source.next_frame()).unwrap();
+        assert!(key.keyframe);
+        let items = videos(&key);
+        assert_eq!(items.len(), 1);
+        assert!(items[0].1, "a keyframe's picture is IDR");
+        // A viewer that joins now sees what the one there all along sees.
+        let mut late = ScreenDecoder::new();
+        apply_all(&mut early, &key);
+        apply_all(&mut late, &key);
+        assert!(late.canvas().unwrap() == early.canvas().unwrap());
+        for _ in 0..5 {
+            let delta = encoder.encode(source.next_frame()).unwrap();
+            assert!(videos(&delta).iter().all(|v| !v.1));
+            apply_all(&mut early, &delta);
+            apply_all(&mut late, &delta);
+            assert!(late.canvas().unwrap() == early.canvas().unwrap());
+        }
+        // A much lower bitrate starts a new stream too.
+        encoder.set_video_bitrate(Some(DEFAULT_BITRATE / 4));
+        let delta = encoder.encode(source.next_frame()).unwrap();
+        assert!(!delta.keyframe);
+        assert!(videos(&delta).iter().all(|v| v.1), "{:?}", videos(&delta));
+        apply_all(&mut late, &delta);
+        // Video off: the region is put right with tiles at once.
+        encoder.set_video_bitrate(None);
+        let frame = source.next_frame().clone();
+        let delta = encoder.encode(&frame).unwrap();
+        assert!(videos(&delta).is_empty());
+        apply_all(&mut late, &delta);
+        assert!(late.canvas().unwrap() == &frame);
+    }
+
+    #[test]
+    fn a_picture_larger_than_a_message_is_sent_in_pieces() {
+        // Noise over the whole screen at the highest bitrate: the IDR
+        // picture is larger than one message.
+        let screen = size(1280, 720);
+        let mut encoder = ScreenEncoder::with_video(video::MAX_BITRATE).unwrap();
+        let (mut early, mut late) = (ScreenDecoder::new(), ScreenDecoder::new());
+        let mut pieces = 0;
+        for n in 0..24u64 {
+            let mut frame = Frame::filled(screen, Bgra::default());
+            let mut seed = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for b in frame.as_bytes_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *b = seed as u8;
+            }
+            if n == 20 {
+                encoder.request_keyframe();
+            }
+            let encoded = encoder.encode(&frame).unwrap();
+            for m in &encoded.messages {
+                assert!(m.len() <= MAX_UPDATE);
+            }
+            let items = videos(&encoded);
+            if items.len() > 1 {
+                pieces += 1;
+                let (last, rest) = items.split_last().unwrap();
+                assert!(rest.iter().all(|v| v.2 && v.0 == last.0 && v.1 == last.1));
+                assert!(!last.2);
+                assert!(encoded.messages.len() >= 2);
+            }
+            apply_all(&mut early, &encoded);
+            if n >= 20 {
+                apply_all(&mut late, &encoded);
+                assert!(late.canvas().unwrap() == early.canvas().unwrap());
+            }
+            if encoder.video_region().is_none() {
+                assert!(early.canvas().unwrap() == &frame);
+            }
+        }
+        assert!(encoder.video_region() == Some(screen.rect()));
+        assert!(pieces >= 2, "{pieces} pictures in pieces");
+    }
+
+    #[test]
+    fn typing_scrolling_and_dragging_never_make_a_video_region() {
+        for screen in [size(1920, 1080), size(640, 400)] {
+            for workload in [
+                Workload::Typing,
+                Workload::Scrolling,
+                Workload::DraggingWindow,
+            ] {
+                let mut source = SyntheticScreen::new(workload, screen);
+                let mut encoder = ScreenEncoder::with_video(DEFAULT_BITRATE).unwrap();
+                let mut decoder = ScreenDecoder::new();
+                for n in 0..300 {
+                    let frame = source.next_frame();
+                    let encoded = encoder.encode(frame).unwrap();
+                    assert!(
+                        videos(&encoded).is_empty() && encoder.video_region().is_none(),
+                        "{workload:?} {screen} frame {n}"
+                    );
+                    apply_all(&mut decoder, &encoded);
+                    assert!(decoder.canvas().unwrap() == frame);
+                }
+            }
+        }
+    }
+
+    // ---- Hand-made video items, for the refusals. ----
+
+    /// A 128×64 screen: two 64×64 tiles.
+    const W: u16 = 128;
+    const H: u16 = 64;
+
+    fn header(flags: u8, sequence: u64, frame: u64, part: u16, count: u16) -> Vec<u8> {
+        let mut out = vec![FORMAT_VERSION, flags];
+        out.extend_from_slice(&sequence.to_le_bytes());
+        out.extend_from_slice(&frame.to_le_bytes());
+        out.extend_from_slice(&part.to_le_bytes());
+        out.extend_from_slice(&W.to_le_bytes());
+        out.extend_from_slice(&H.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out
+    }
+
+    fn item(rect: (u16, u16, u16, u16), flags: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = vec![KIND_VIDEO];
+        for v in [rect.0, rect.1, rect.2, rect.3] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(flags);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn raw_tile(x: u16, value: u8) -> Vec<u8> {
+        let data = zstd::bulk::compress(&[value; 64 * 64 * 4], 1).unwrap();
+        let mut out = vec![KIND_RAW];
+        out.extend_from_slice(&x.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.push(64);
+        out.push(64);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+        out
+    }
+
+    fn message(flags: u8, sequence: u64, frame: u64, part: u16, items: &[Vec<u8>]) -> Vec<u8> {
+        let mut m = header(flags, sequence, frame, part, items.len() as u16);
+        for i in items {
+            m.extend_from_slice(i);
+        }
+        m
+    }
+
+    const KEY_LAST: u8 = FLAG_KEYFRAME | FLAG_LAST_PART;
+    const LEFT: (u16, u16, u16, u16) = (0, 0, 64, 64);
+    const RIGHT: (u16, u16, u16, u16) = (64, 0, 64, 64);
+
+    /// H.264 of three pictures of the left tile (an IDR and two P), and
+    /// what the encoder decoded them to.
+    fn pictures() -> Vec<(Vec<u8>, bool, Frame)> {
+        let screen = size(u32::from(W), u32::from(H));
+        let rect = Rect::new(0, 0, 64, 64);
+        let mut encoder = VideoEncoder::new(rect, 2_000_000).unwrap();
+        let mut out = Vec::new();
+        for n in 0..3u64 {
+            let mut frame = Frame::filled(screen, Bgra::rgb(10, 20, 30));
+            for y in 0..64 {
+                for (x, px) in frame
+                    .row_span_mut(0, y, 64)
+                    .unwrap()
+                    .chunks_exact_mut(4)
+                    .enumerate()
+                {
+                    px.copy_from_slice(&[(x as u64 * 3 + n * 7) as u8, y as u8 * 2, 90, 255]);
+                }
+            }
+            let mut decoded = Frame::filled(screen, Bgra::default());
+            let picture = encoder
+                .encode(&frame, n * 16, false, &mut decoded)
+                .unwrap()
+                .unwrap();
+            out.push((encoder.data().to_vec(), picture.idr, decoded));
+        }
+        out
+    }
+
+    /// A decoder showing a keyframe of two grey tiles.
+    fn decoder() -> ScreenDecoder {
+        let mut d = ScreenDecoder::new();
+        d.apply(&message(
+            KEY_LAST,
+            0,
+            0,
+            0,
+            &[raw_tile(0, 0x40), raw_tile(64, 0x80)],
+        ))
+        .unwrap();
+        d
+    }
+
+    /// Applies `messages` to a fresh [`decoder`]; the last must be refused
+    /// with `expected`, leaving the canvas alone and waiting for a keyframe.
+    fn refused(messages: &[Vec<u8>], expected: UpdateError) {
+        let mut d = decoder();
+        let (last, before) = messages.split_last().unwrap();
+        for m in before {
+            d.apply(m).unwrap();
+        }
+        let canvas = d.canvas().unwrap().clone();
+        assert_eq!(d.apply(last), Err(expected.clone()));
+        assert!(d.needs_keyframe(), "{expected:?}");
+        assert!(
+            d.canvas().unwrap() == &canvas,
+            "{expected:?} changed the canvas"
+        );
+        assert!(!expected.to_string().is_empty());
+        // A keyframe puts it right, and a video stream starts afresh.
+        let (idr, ..) = &pictures()[0];
+        let key = message(
+            KEY_LAST,
+            90,
+            90,
+            0,
+            &[item(LEFT, VIDEO_IDR, idr), raw_tile(64, 1)],
+        );
+        assert!(matches!(d.apply(&key), Ok(Applied::FrameComplete { .. })));
+    }
+
+    fn is_corrupt(r: Result<Applied, UpdateError>) -> bool {
+        matches!(r, Err(UpdateError::VideoCorrupt { .. }))
+    }
+
+    #[test]
+    fn hand_made_video_items_apply_like_the_encoder_decoded_them() {
+        let pictures = pictures();
+        assert!(pictures[0].1 && !pictures[1].1 && !pictures[2].1);
+        let mut d = decoder();
+        for (n, (data, idr, decoded)) in (1u64..).zip(&pictures) {
+            let flags = if *idr { VIDEO_IDR } else { 0 };
+            let m = message(FLAG_LAST_PART, n, n, 0, &[item(LEFT, flags, data)]);
+            assert!(d.apply(&m).is_ok());
+            let canvas = d.canvas().unwrap();
+            assert_eq!(
+                canvas.read_rect(Rect::new(0, 0, 64, 64)),
+                decoded.read_rect(Rect::new(0, 0, 64, 64))
+            );
+            assert_eq!(canvas.pixel(100, 10), Some(Bgra([0x80; 4])));
+        }
+        // The same pictures cut into pieces, across two parts.
+        let mut d = decoder();
+        let (idr, _, decoded) = &pictures[0];
+        let third = idr.len() / 3;
+        let (a, rest) = idr.split_at(third);
+        let (b, c) = rest.split_at(third);
+        let both = VIDEO_IDR | VIDEO_CONTINUED;
+        assert!(d
+            .apply(&message(
+                0,
+                1,
+                1,
+                0,
+                &[item(LEFT, both, a), item(LEFT, both, b)]
+            ))
+            .is_ok());
+        assert!(d
+            .apply(&message(
+                FLAG_LAST_PART,
+                2,
+                1,
+                1,
+                &[item(LEFT, VIDEO_IDR, c), raw_tile(64, 7)]
+            ))
+            .is_ok());
+        assert_eq!(
+            d.canvas().unwrap().read_rect(Rect::new(0, 0, 64, 64)),
+            decoded.read_rect(Rect::new(0, 0, 64, 64))
+        );
+        assert_eq!(d.canvas().unwrap().pixel(100, 10), Some(Bgra([7; 4])));
+    }
+
+    #[test]
+    fn hostile_video_items_are_refused_with_typed_errors() {
+        let pictures = pictures();
+        let (idr, p) = (&pictures[0].0, &pictures[1].0);
+        let delta = |n: u64, items: &[Vec<u8>]| message(FLAG_LAST_PART, n, n, 0, items);
+        let left = Rect::new(0, 0, 64, 64);
+        // A non-IDR picture with no stream.
+        refused(
+            &[delta(1, &[item(LEFT, 0, p)])],
+            UpdateError::VideoWithoutStream { rect: left },
+        );
+        // In a keyframe, video must be IDR.
+        refused(
+            &[message(KEY_LAST, 1, 1, 0, &[item(LEFT, 0, p)])],
+            UpdateError::ReferenceInKeyframe,
+        );
+        // Another rectangle without an IDR picture.
+        refused(
+            &[
+                delta(1, &[item(LEFT, VIDEO_IDR, idr)]),
+                delta(2, &[item(RIGHT, 0, p)]),
+            ],
+            UpdateError::VideoRectChanged {
+                from: left,
+                to: Rect::new(64, 0, 64, 64),
+            },
+        );
+        // Sizes: odd, too small, off the screen.
+        refused(
+            &[delta(1, &[item((0, 0, 63, 64), VIDEO_IDR, idr)])],
+            UpdateError::VideoSize {
+                rect: Rect::new(0, 0, 63, 64),
+            },
+        );
+        refused(
+            &[delta(1, &[item((0, 0, 8, 64), VIDEO_IDR, idr)])],
+            UpdateError::VideoSize {
+                rect: Rect::new(0, 0, 8, 64),
+            },
+        );
+        refused(
+            &[delta(1, &[item((96, 0, 64, 64), VIDEO_IDR, idr)])],
+            UpdateError::TileOutsideScreen {
+                rect: Rect::new(96, 0, 64, 64),
+                screen: size(128, 64),
+            },
+        );
+        // A picture that is not the rectangle's size.
+        refused(
+            &[delta(1, &[item((0, 0, 64, 32), VIDEO_IDR, idr)])],
+            UpdateError::VideoPictureSize {
+                rect: Rect::new(0, 0, 64, 32),
+                width: 64,
+                height: 64,
+            },
+        );
+        // Unknown flags; data longer than a picture may be.
+        refused(
+            &[delta(1, &[item(LEFT, 4 | VIDEO_IDR, idr)])],
+            UpdateError::UnknownVideoFlags { flags: 5 },
+        );
+        let huge = vec![0u8; video::max_picture_bytes(Rect::new(0, 0, 16, 16)) + 1];
+        refused(
+            &[delta(1, &[item((0, 0, 16, 16), VIDEO_IDR, &huge)])],
+            UpdateError::VideoTooLarge {
+                rect: Rect::new(0, 0, 16, 16),
+                len: huge.len(),
+                max: huge.len() - 1,
+            },
+        );
+        // Cut short: the length runs past the message.
+        let mut cut = delta(1, &[item(LEFT, VIDEO_IDR, idr)]);
+        cut.truncate(cut.len() - 10);
+        let len = cut.len();
+        refused(
+            &[cut],
+            UpdateError::Truncated {
+                len,
+                needed: len + 10,
+            },
+        );
+        // A continued picture that is not continued.
+        let more = VIDEO_IDR | VIDEO_CONTINUED;
+        refused(
+            &[delta(1, &[item(LEFT, more, idr)])],
+            UpdateError::VideoUnfinished,
+        );
+        refused(
+            &[delta(1, &[item(LEFT, more, idr), raw_tile(64, 3)])],
+            UpdateError::VideoUnfinished,
+        );
+        refused(
+            &[delta(1, &[item(LEFT, more, idr), item(LEFT, 0, p)])],
+            UpdateError::VideoUnfinished,
+        );
+        // Two pictures in a frame.
+        refused(
+            &[delta(1, &[item(LEFT, VIDEO_IDR, idr), item(LEFT, 0, p)])],
+            UpdateError::ExtraVideoPicture,
+        );
+        // Garbage, truncated and flipped H.264 data.
+        for data in [
+            vec![0u8; 100],
+            vec![0, 0, 0, 1, 0x67, 0xff, 0xff, 0xff, 0xff],
+            idr[..idr.len() / 2].to_vec(),
+            b"not h264 at all".to_vec(),
+            Vec::new(),
+        ] {
+            let mut d = decoder();
+            let r = d.apply(&delta(1, &[item(LEFT, VIDEO_IDR, &data)]));
+            assert!(is_corrupt(r.clone()), "{r:?}");
+            assert!(d.needs_keyframe());
+        }
+        // After a refused picture, the stream is gone until a keyframe.
+        let mut d = decoder();
+        assert!(d.apply(&delta(1, &[item(LEFT, VIDEO_IDR, idr)])).is_ok());
+        assert!(is_corrupt(
+            d.apply(&delta(2, &[item(LEFT, 0, &[0, 0, 1, 0x41, 0x9a])]))
+        ));
+        assert_eq!(
+            d.apply(&delta(3, &[item(LEFT, 0, p)])),
+            Ok(Applied::Skipped { frame: 3 })
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn mutated_video_messages_never_panic(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            second in any::<bool>(),
+        ) {
+            let pictures = pictures();
+            let mut d = decoder();
+            let mut m = message(FLAG_LAST_PART, 1, 1, 0, &[item(LEFT, VIDEO_IDR, &pictures[0].0)]);
+            if second {
+                prop_assert!(d.apply(&m).is_ok());
+                m = message(FLAG_LAST_PART, 2, 2, 0, &[item(LEFT, 0, &pictures[1].0)]);
+            }
+            for (at, value) in flips {
+                let i = at.index(m.len());
+                m[i] = value;
+            }
+            let before = d.canvas().unwrap().clone();
+            if d.apply(&m).is_err() {
+                prop_assert!(d.needs_keyframe());
+                prop_assert!(d.canvas().unwrap() == &before);
             }
         }
     }

@@ -16,7 +16,21 @@
 //! ```
 //!
 //! The capture time lets a viewer on a clock-synchronised host show the
-//! latency from capture to display; nothing depends on it being right.
+//! latency from capture to display; nothing else depends on it being right
+//! (the video's rate control takes it as the time the frame's bits are
+//! spread over).
+//!
+//! ## Video and its bitrate
+//!
+//! A [`StreamEncoder`] for the tile codec sends a region of the screen that
+//! changes every frame (a playing video) as H.264 ([`crate::video`]) at a
+//! target bitrate, [`DEFAULT_BITRATE`] (4 Mbit/s) unless
+//! [`StreamEncoder::set_video_bitrate`] says otherwise; `None` there makes
+//! it lossless everywhere. The bitrate covers the video region only: the
+//! rest of the screen costs what its changes cost. A presenter adapts it
+//! to its link with a [`RateAdapter`]: halved (down to a floor) when frames
+//! had to be skipped because the session's send backlog was full, raised by
+//! 10 % a second (up to a ceiling) while they were not.
 //!
 //! ## The whole-frame codec
 //!
@@ -42,6 +56,7 @@
 use crate::codec::{Applied, EncodeError, ScreenDecoder, ScreenEncoder, UpdateError, MAX_UPDATE};
 use crate::frame::{Frame, ScreenSize, MAX_HEIGHT, MAX_WIDTH};
 use crate::synthetic::SyntheticScreen;
+pub use crate::video::DEFAULT_BITRATE;
 
 /// Bytes before the body of a packet.
 pub const PACKET_HEADER: usize = 9;
@@ -196,10 +211,11 @@ impl std::fmt::Debug for WholeFrameCompressor {
 }
 
 impl StreamEncoder {
-    /// An encoder for `codec`.
+    /// An encoder for `codec`; the tile codec with video regions at
+    /// [`DEFAULT_BITRATE`].
     pub fn new(codec: Codec) -> Result<Self, EncodeError> {
         Ok(match codec {
-            Codec::Tiles => StreamEncoder::Tiles(ScreenEncoder::new()?),
+            Codec::Tiles => StreamEncoder::Tiles(ScreenEncoder::with_video(DEFAULT_BITRATE)?),
             Codec::WholeFrame => StreamEncoder::WholeFrame {
                 compressor: WholeFrameCompressor(zstd::bulk::Compressor::new(
                     crate::codec::DEFAULT_LEVEL,
@@ -217,10 +233,30 @@ impl StreamEncoder {
         }
     }
 
-    /// Makes the next frame stand alone (a viewer joined or lost packets).
+    /// Makes the next frame stand alone (a viewer joined or lost packets);
+    /// a video region starts a new stream with an IDR picture.
     pub fn request_keyframe(&mut self) {
         if let StreamEncoder::Tiles(e) = self {
             e.request_keyframe();
+        }
+    }
+
+    /// Sets the video region's target bitrate in bits a second, clamped to
+    /// [`MIN_BITRATE`](crate::video::MIN_BITRATE)`..=`[`MAX_BITRATE`](crate::video::MAX_BITRATE);
+    /// `None` turns video regions off (lossless everywhere). The tile codec
+    /// only; see the module docs.
+    pub fn set_video_bitrate(&mut self, bitrate: Option<u32>) {
+        if let StreamEncoder::Tiles(e) = self {
+            e.set_video_bitrate(bitrate);
+        }
+    }
+
+    /// The video region's target bitrate; `None` when video is off (always
+    /// for the whole-frame baseline).
+    pub fn video_bitrate(&self) -> Option<u32> {
+        match self {
+            StreamEncoder::Tiles(e) => e.video_bitrate(),
+            StreamEncoder::WholeFrame { .. } => None,
         }
     }
 
@@ -241,7 +277,7 @@ impl StreamEncoder {
         };
         match self {
             StreamEncoder::Tiles(e) => {
-                let encoded = e.encode(frame)?;
+                let encoded = e.encode_at(frame, captured_us)?;
                 Ok(EncodedPackets {
                     packets: encoded.messages.iter().map(|m| wrap(m)).collect(),
                     keyframe: encoded.keyframe,
@@ -280,6 +316,78 @@ impl StreamEncoder {
                 })
             }
         }
+    }
+}
+
+/// Adapts the video's target bitrate to a presenter's link; see the module
+/// docs. Time comes in as an argument (microseconds on any clock that does
+/// not go back).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateAdapter {
+    bitrate: f64,
+    floor: u32,
+    ceiling: u32,
+    last_us: Option<u64>,
+    last_cut_us: Option<u64>,
+}
+
+impl RateAdapter {
+    /// The lowest bitrate it cuts to by default: 500 kbit/s.
+    pub const DEFAULT_FLOOR: u32 = 500_000;
+    /// The highest bitrate it raises to by default: 16 Mbit/s.
+    pub const DEFAULT_CEILING: u32 = 16_000_000;
+    /// Raised by this fraction per second without skipped frames.
+    pub const RAISE_PER_SECOND: f64 = 0.10;
+    /// Cut at most once per this many microseconds: a cut needs that long
+    /// to show in the backlog.
+    pub const CUT_INTERVAL_US: u64 = 1_000_000;
+
+    /// Starts at `start`, between [`DEFAULT_FLOOR`](Self::DEFAULT_FLOOR) and
+    /// [`DEFAULT_CEILING`](Self::DEFAULT_CEILING).
+    pub fn new(start: u32) -> Self {
+        Self::with_bounds(start, Self::DEFAULT_FLOOR, Self::DEFAULT_CEILING)
+    }
+
+    /// Starts at `start`, kept within `floor..=ceiling`.
+    pub fn with_bounds(start: u32, floor: u32, ceiling: u32) -> Self {
+        let ceiling = ceiling.max(floor);
+        Self {
+            bitrate: f64::from(start.clamp(floor, ceiling)),
+            floor,
+            ceiling,
+            last_us: None,
+            last_cut_us: None,
+        }
+    }
+
+    /// The bitrate now.
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate as u32
+    }
+
+    /// Takes one frame's outcome at `now_us`: `skipped` when frames had to
+    /// be skipped before it because the send backlog was full. Halves the
+    /// bitrate then (at most once per [`CUT_INTERVAL_US`](Self::CUT_INTERVAL_US)),
+    /// raises it by [`RAISE_PER_SECOND`](Self::RAISE_PER_SECOND) per second
+    /// elapsed otherwise. Returns the bitrate.
+    pub fn update(&mut self, now_us: u64, skipped: bool) -> u32 {
+        let elapsed = self.last_us.map_or(0, |last| now_us.saturating_sub(last));
+        self.last_us = Some(now_us);
+        let (floor, ceiling) = (f64::from(self.floor), f64::from(self.ceiling));
+        if skipped {
+            let due = self
+                .last_cut_us
+                .is_none_or(|cut| now_us.saturating_sub(cut) >= Self::CUT_INTERVAL_US);
+            if due {
+                self.bitrate = (self.bitrate / 2.0).max(floor);
+                self.last_cut_us = Some(now_us);
+            }
+        } else {
+            let seconds = elapsed as f64 / 1e6;
+            self.bitrate =
+                (self.bitrate * (1.0 + Self::RAISE_PER_SECOND).powf(seconds)).min(ceiling);
+        }
+        self.bitrate()
     }
 }
 
@@ -466,6 +574,8 @@ mod tests {
     fn round_trip(codec: Codec, workload: Workload) {
         let mut source = SyntheticScreen::new(workload, screen(640, 400));
         let mut encoder = StreamEncoder::new(codec).unwrap();
+        // Lossless everywhere: the video region has its own tests.
+        encoder.set_video_bitrate(None);
         let mut decoder = StreamDecoder::new(640 * 400);
         for n in 0..20u64 {
             let frame = ScreenSource::next_frame(&mut source).unwrap().clone();
@@ -494,6 +604,64 @@ mod tests {
             round_trip(Codec::Tiles, workload);
             round_trip(Codec::WholeFrame, workload);
         }
+    }
+
+    #[test]
+    fn the_tile_codec_sends_video_as_h264_unless_turned_off() {
+        let mut encoder = StreamEncoder::new(Codec::Tiles).unwrap();
+        assert_eq!(encoder.video_bitrate(), Some(DEFAULT_BITRATE));
+        let mut source = SyntheticScreen::new(Workload::Video, screen(640, 400));
+        let mut decoder = StreamDecoder::new(640 * 400);
+        let mut bytes = Vec::new();
+        for n in 0..40u64 {
+            let frame = ScreenSource::next_frame(&mut source).unwrap().clone();
+            let encoded = encoder.encode(&frame, n * 16_667).unwrap();
+            for p in &encoded.packets {
+                decoder.apply(p).unwrap();
+            }
+            bytes.push(encoded.total_bytes());
+        }
+        // Lossless at first; a few KB a frame once the region is H.264.
+        assert!(bytes[5] > 100_000, "{bytes:?}");
+        assert!(bytes[39] < 20_000, "{bytes:?}");
+        encoder.set_video_bitrate(None);
+        assert_eq!(encoder.video_bitrate(), None);
+        let frame = ScreenSource::next_frame(&mut source).unwrap().clone();
+        for p in &encoder.encode(&frame, 41 * 16_667).unwrap().packets {
+            decoder.apply(p).unwrap();
+        }
+        assert!(decoder.canvas().unwrap() == &frame);
+        let baseline = StreamEncoder::new(Codec::WholeFrame).unwrap();
+        assert_eq!(baseline.video_bitrate(), None);
+    }
+
+    #[test]
+    fn the_rate_adapter_halves_on_skipped_frames_and_climbs_back_slowly() {
+        let mut rate = RateAdapter::with_bounds(4_000_000, 500_000, 8_000_000);
+        assert_eq!(rate.update(0, false), 4_000_000);
+        // Skipped frames: halved, at most once a second.
+        assert_eq!(rate.update(100_000, true), 2_000_000);
+        assert_eq!(rate.update(200_000, true), 2_000_000);
+        assert_eq!(rate.update(1_100_000, true), 1_000_000);
+        for t in 2..6 {
+            rate.update(t * 1_000_000 + 100_000, true);
+        }
+        assert_eq!(rate.bitrate(), 500_000, "the floor");
+        // Then 10 % a second, frame by frame (60 a second).
+        let start = 5_100_000;
+        for f in 1..=60u64 {
+            rate.update(start + f * 16_667, false);
+        }
+        let after_one_second = rate.bitrate();
+        assert!(
+            (549_900..=550_100).contains(&after_one_second),
+            "{after_one_second}"
+        );
+        for f in 61..=60 * 60u64 {
+            rate.update(start + f * 16_667, false);
+        }
+        assert_eq!(rate.bitrate(), 8_000_000, "the ceiling");
+        assert_eq!(RateAdapter::new(1).bitrate(), RateAdapter::DEFAULT_FLOOR);
     }
 
     #[test]

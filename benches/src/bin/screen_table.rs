@@ -1,8 +1,10 @@
 //! Glass to glass: a scripted 1920×1080 workload drawn on a real X display
 //! (Xvfb) → captured by the participant (MIT-SHM) → encoded → sealed → a
 //! relay on loopback (QUIC) → opened → decoded at the master. Prints a table
-//! with the tile codec next to the naive baseline measured in the same run:
-//! the same pipeline sending every whole frame compressed with zstd.
+//! with the tile codec (as shipped: video regions as H.264) next to the
+//! naive baseline measured in the same run: the same pipeline sending every
+//! whole frame compressed with zstd. For the video workload it also measures
+//! the tile codec lossless everywhere (video regions off).
 //!
 //! ```text
 //! cargo run --release -p conclave-benches --bin screen_table [-- --seconds 10]
@@ -68,7 +70,8 @@ struct Args {
     /// Only these workloads (typing, scrolling, dragging, video).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
-    /// Only the tile codec, without the baseline (for profiling).
+    /// Only the tile codec as shipped, without the baseline or the
+    /// lossless run (for profiling).
     #[arg(long)]
     tiles_only: bool,
     /// Internal: draw WORKLOAD on DISPLAY and print frame times.
@@ -196,11 +199,39 @@ async fn next(r: &mut Running, pick: impl Fn(&Event) -> bool) -> Result<Event> {
     .context("timed out")?
 }
 
+/// What one row sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Whole frames, zstd.
+    Baseline,
+    /// The tile codec with video regions off.
+    Lossless,
+    /// The tile codec as shipped: video regions as H.264.
+    Tiles,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Baseline => "baseline: whole frames, zstd",
+            Variant::Lossless => "Conclave tiles, lossless",
+            Variant::Tiles => "Conclave tiles + H.264 video",
+        }
+    }
+
+    fn codec(self) -> Codec {
+        match self {
+            Variant::Baseline => Codec::WholeFrame,
+            Variant::Lossless | Variant::Tiles => Codec::Tiles,
+        }
+    }
+}
+
 async fn measure(
     relay: &Relay,
     x: &Xvfb,
     workload: Workload,
-    codec: Codec,
+    variant: Variant,
     seconds: u64,
 ) -> Result<Measured> {
     let mut e = fixtures::relay_entry(&fixtures::identity(0));
@@ -235,7 +266,8 @@ async fn measure(
         display: Some(x.display.clone()),
         monitor: None,
     });
-    share.codec = codec;
+    share.codec = variant.codec();
+    share.video = variant != Variant::Lossless;
     let mut p = join(
         fixtures::verified_build(Role::Participant, relays, |_| {}),
         JoinOptions {
@@ -379,13 +411,17 @@ fn main() -> Result<()> {
     })?;
     let mut rows = Vec::new();
     for w in workloads {
-        let mut pair = Vec::new();
-        for codec in [Codec::WholeFrame, Codec::Tiles] {
-            if args.tiles_only && codec == Codec::WholeFrame {
+        let mut measured = Vec::new();
+        for variant in [Variant::Baseline, Variant::Lossless, Variant::Tiles] {
+            if args.tiles_only && variant != Variant::Tiles {
                 continue;
             }
-            eprintln!("{} with {}", w.name(), codec.name());
-            let m = rt.block_on(measure(&relay, &x, w, codec, args.seconds))?;
+            // Without a video region lossless is what the codec sends anyway.
+            if variant == Variant::Lossless && w != Workload::Video {
+                continue;
+            }
+            eprintln!("{} with {}", w.name(), variant.name());
+            let m = rt.block_on(measure(&relay, &x, w, variant, args.seconds))?;
             eprintln!(
                 "  {:.1} fps, {:.0} KB/s, {:.1} ms CPU/frame (+{:.1} X), latency p50 {:.1} p95 {:.1} ms",
                 m.fps,
@@ -395,26 +431,28 @@ fn main() -> Result<()> {
                 m.p50,
                 m.p95
             );
-            pair.push(m);
+            measured.push((variant, m));
         }
-        rows.push((w, pair));
+        rows.push((w, measured));
     }
     println!(
         "| workload, 1920×1080 | codec | frames/s | KB/s | KB/frame (vs baseline) | CPU ms/frame (X server) | glass-to-glass p50 / p95 |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (w, pair) in rows.into_iter().filter(|(_, p)| p.len() == 2) {
+    for (w, measured) in rows {
         let per_frame = |m: &Measured| m.bytes_per_s / m.fps.max(0.001);
-        let base = per_frame(&pair[0]).max(1.0);
-        for (codec, m) in [Codec::WholeFrame, Codec::Tiles].iter().zip(&pair) {
+        let Some(base) = measured
+            .iter()
+            .find(|(v, _)| *v == Variant::Baseline)
+            .map(|(_, m)| per_frame(m).max(1.0))
+        else {
+            continue;
+        };
+        for (variant, m) in &measured {
             println!(
                 "| {} | {} | {:.1} | {:.0} | {:.1} ({:.1} %) | {:.1} ({:.1}) | {:.1} / {:.1} ms |",
                 w.name(),
-                if *codec == Codec::WholeFrame {
-                    "baseline: whole frames, zstd"
-                } else {
-                    "Conclave tiles"
-                },
+                variant.name(),
                 m.fps,
                 m.bytes_per_s / 1000.0,
                 per_frame(m) / 1000.0,

@@ -1,29 +1,38 @@
 //! The screen decoder (conclave-media): a sequence of update messages, or
-//! (first byte ≡ 2 mod 3) of session packets for the viewer's decoder.
+//! of session packets for the viewer's decoder.
 //!
-//! The first byte picks how the rest is read:
+//! The first byte, modulo 4, picks how the rest is read:
 //!
-//! - even: arbitrary messages, each a big-endian `u16` length and that many
+//! - 0: arbitrary messages, each a big-endian `u16` length and that many
 //!   bytes (the last one takes what is left), applied in turn;
-//! - odd: a real stream: bytes 1–5 pick a synthetic workload, a screen of up
+//! - 1: a real stream: bytes 1–5 pick a synthetic workload, a screen of up
 //!   to 160×120, how many frames and which are keyframes; the encoder's
 //!   messages are then edited by the rest of the input, 4 bytes an edit
-//!   (flip a byte, cut a message short, drop it, send it twice), and applied.
+//!   (flip a byte, cut a message short, drop it, send it twice), and applied;
+//! - 2: arbitrary session packets into the viewer's decoder;
+//! - 3: a real stream with video items: a 192×160 video encoded once per
+//!   process with video regions on (H.264 pictures, IDR and P, a keyframe
+//!   request and a bitrate change among them), edited like a real stream
+//!   (byte 1 says how many of its first messages to leave out), so that
+//!   damaged H.264 reaches OpenH264's decoder.
 //!
-//! Checked for both: nothing panics; an error or a skipped message leaves the
+//! Checked for all: nothing panics; an error or a skipped message leaves the
 //! decoder waiting for a keyframe with its canvas and last frame as they were;
 //! a partial frame shows nothing new; a completed frame is shown at the
 //! message's screen size. For a real stream, every message before the first
 //! edit applies, and each completed frame is pixel for pixel the frame that
-//! was encoded.
+//! was encoded (with video: the frame an unedited decode showed).
 //!
 //! Messages for screens larger than 512×512 are only parsed, not applied:
 //! the decoder's buffers grow with the size named (up to 2 × 256 MiB, which
 //! the unit tests cover), which would only slow the fuzzer down.
 #![no_main]
 
-use conclave_media::codec::{Applied, ScreenDecoder, ScreenEncoder, UpdateMessage};
+use std::sync::OnceLock;
+
+use conclave_media::codec::{Applied, ScreenDecoder, ScreenEncoder, TileData, UpdateMessage};
 use conclave_media::stream::{Shown as Packet, StreamDecoder};
+use conclave_media::video::DEFAULT_BITRATE;
 use conclave_media::{Frame, ScreenSize, SyntheticScreen, Workload};
 use libfuzzer_sys::fuzz_target;
 
@@ -127,18 +136,29 @@ fn stream(data: &[u8]) {
     let mut source = SyntheticScreen::new(workload, size);
     let mut encoder = ScreenEncoder::new().expect("an encoder");
     // Each message with the frame it completes, if it is a frame's last.
-    let mut messages: Vec<(Vec<u8>, Option<Frame>)> = Vec::new();
+    let mut encoded_frames: Vec<(Vec<Vec<u8>>, Frame)> = Vec::new();
     for n in 0..frames {
         if n > 0 && keyframes >> n & 1 == 1 {
             encoder.request_keyframe();
         }
         let frame = source.next_frame().clone();
         let encoded = encoder.encode(&frame).expect("encoding");
-        let count = encoded.messages.len();
-        for (i, m) in encoded.messages.into_iter().enumerate() {
-            messages.push((m, (i + 1 == count).then(|| frame.clone())));
+        encoded_frames.push((encoded.messages, frame));
+    }
+    let mut messages: Vec<(Vec<u8>, Option<&Frame>)> = Vec::new();
+    for (list, frame) in &encoded_frames {
+        let count = list.len();
+        for (i, m) in list.iter().enumerate() {
+            messages.push((m.clone(), (i + 1 == count).then_some(frame)));
         }
     }
+    check_edited(messages, edits);
+}
+
+/// Edits `messages` (each with the frame it completes, if it is a frame's
+/// last) by `edits`, 4 bytes an edit, applies them to a fresh decoder and
+/// checks that everything before the first edit decodes as it should.
+fn check_edited(mut messages: Vec<(Vec<u8>, Option<&Frame>)>, edits: &[u8]) {
     let mut first_edit = messages.len();
     for edit in edits.chunks_exact(4).take(16) {
         if messages.is_empty() {
@@ -175,10 +195,77 @@ fn stream(data: &[u8]) {
                 "message {i} of an unedited stream was refused"
             );
             if let Some(frame) = completes {
-                assert!(d.canvas() == Some(frame), "frame decoded wrong");
+                assert!(d.canvas() == Some(*frame), "frame decoded wrong");
             }
         }
     }
+}
+
+/// The video stream of mode 3: each message with the canvas an unedited
+/// decode shows once it is applied, if it completes a frame. A 192×160
+/// screen whose video covers it (one region of 3 × 3 tiles), from the
+/// keyframe that follows the region's start: 14 frames, with another
+/// keyframe and a new stream at a lower bitrate among them.
+fn video_stream() -> &'static [(Vec<u8>, Option<Frame>)] {
+    static STREAM: OnceLock<Vec<(Vec<u8>, Option<Frame>)>> = OnceLock::new();
+    STREAM.get_or_init(|| {
+        let size = ScreenSize::new(192, 160).expect("within bounds");
+        let mut source = SyntheticScreen::new(Workload::Video, size);
+        let mut encoder = ScreenEncoder::with_video(DEFAULT_BITRATE).expect("an encoder");
+        for _ in 0..20 {
+            encoder.encode(source.next_frame()).expect("encoding");
+        }
+        assert!(encoder.video_region().is_some(), "no video region");
+        encoder.request_keyframe();
+        let mut decoder = ScreenDecoder::new();
+        let mut out = Vec::new();
+        let mut pictures = 0;
+        for n in 0..14 {
+            if n == 6 {
+                encoder.request_keyframe();
+            }
+            if n == 10 {
+                encoder.set_video_bitrate(Some(DEFAULT_BITRATE / 4));
+            }
+            let encoded = encoder.encode(source.next_frame()).expect("encoding");
+            let count = encoded.messages.len();
+            for (i, m) in encoded.messages.into_iter().enumerate() {
+                let parsed = UpdateMessage::parse(&m).expect("the encoder's message parses");
+                pictures += parsed
+                    .tiles
+                    .iter()
+                    .filter(|t| matches!(t.data, TileData::Video { .. }))
+                    .count();
+                decoder.apply(&m).expect("an unedited message applies");
+                let shown = (i + 1 == count).then(|| decoder.canvas().expect("a canvas").clone());
+                out.push((m, shown));
+            }
+        }
+        assert!(pictures >= 12, "the stream holds {pictures} video pictures");
+        out
+    })
+}
+
+fn video(data: &[u8]) {
+    let Some((&skip, edits)) = data.split_first() else {
+        return;
+    };
+    let skip = usize::from(skip % 8);
+    let messages: Vec<(Vec<u8>, Option<&Frame>)> = video_stream()
+        .iter()
+        .skip(skip)
+        .map(|(m, shown)| (m.clone(), shown.as_ref()))
+        .collect();
+    if skip != 0 {
+        // A late start: deltas are skipped until the next keyframe, so
+        // only the promises for any message are checked.
+        let mut d = ScreenDecoder::new();
+        for (m, _) in &messages {
+            apply(&mut d, m);
+        }
+        return;
+    }
+    check_edited(messages, edits);
 }
 
 /// Arbitrary session packets (`conclave_media::stream`: either codec, with
@@ -204,9 +291,12 @@ fn packets(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {
-        Some((mode, rest)) if mode % 3 == 2 => packets(rest),
-        Some((mode, rest)) if mode & 1 == 1 => stream(rest),
-        Some((_, rest)) => arbitrary(rest),
+        Some((mode, rest)) => match mode % 4 {
+            0 => arbitrary(rest),
+            1 => stream(rest),
+            2 => packets(rest),
+            _ => video(rest),
+        },
         None => {}
     }
 });
