@@ -11,6 +11,7 @@
 //! │ Control starts in 9 s unless you   │
 //! │ deny.          [Allow] [Deny]      │
 //! │ [             Stop              ]  │  (big, red)
+//! │ [■■■■■■      ] Receiving file 1 …  │  (the newest file on its way)
 //! │ notices…                           │
 //! └────────────────────────────────────┘
 //! ```
@@ -177,6 +178,11 @@ impl Banner {
             self.send(UiAction::Stop);
         }
 
+        // The newest file on its way: the banner stays small.
+        if let Some(newest) = model.transfers.last() {
+            ui.add_space(4.0);
+            window::progress_bars(ui, std::slice::from_ref(newest));
+        }
         if let Some(last) = model.notices.last() {
             ui.add_space(4.0);
             ui.weak(last);

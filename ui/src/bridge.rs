@@ -28,7 +28,7 @@ use conclave_protocol::app::ControlEnd;
 use conclave_protocol::frame::PeerId;
 
 use crate::latest::LatestFrame;
-use crate::model::{Admission, ConsentPrompt, ControlView, MemberView, SharedModel};
+use crate::model::{Admission, ConsentPrompt, ControlView, MemberView, SharedModel, TransferView};
 use crate::window::UiAction;
 
 /// How often [`forward_actions`] counts the countdown down while no action
@@ -303,8 +303,52 @@ impl Bridge {
                 }
                 self.notice(describe(event));
             }
-            // Progress is shown by the lines that begin and end a transfer.
-            Event::File { state, .. } | Event::Shared { state, .. } if *state == "progress" => {}
+            Event::File {
+                peer,
+                id,
+                direction,
+                state,
+                done,
+                size,
+                ..
+            } => {
+                let label = match *direction {
+                    "send" => format!("Sending file {id} to {}", self.name_of(*peer)),
+                    _ => format!("Receiving file {id} from {}", self.name_of(*peer)),
+                };
+                self.transfer(
+                    format!("file {peer} {direction} {id}"),
+                    label,
+                    state,
+                    *done,
+                    *size,
+                );
+                // The bar shows progress; the notices the other steps.
+                if *state != "progress" {
+                    self.notice(describe(event));
+                }
+            }
+            Event::Shared {
+                id,
+                name,
+                state,
+                done,
+                size,
+                ..
+            } => {
+                let label = match *state {
+                    "uploading" | "uploaded" | "available" => format!("Shared {name}"),
+                    _ => format!("Fetching {name}"),
+                };
+                // "available" for everyone else is news, not a transfer.
+                let moving = !matches!(*state, "available" | "removed");
+                if moving || self.transfers_known(id) {
+                    self.transfer(format!("shared {id}"), label, state, *done, *size);
+                }
+                if *state != "progress" {
+                    self.notice(describe(event));
+                }
+            }
             Event::Ended { reason } => self.end(reason.clone()),
             Event::Connected { .. }
             | Event::JoinCode { .. }
@@ -318,10 +362,42 @@ impl Bridge {
             | Event::Sharing { .. }
             | Event::Recording { .. }
             | Event::Hand { .. }
-            | Event::FileOffered { .. }
-            | Event::File { .. }
-            | Event::Shared { .. } => self.notice(describe(event)),
+            | Event::FileOffered { .. } => self.notice(describe(event)),
         }
+    }
+
+    /// Updates the progress bar of transfer `key`.
+    fn transfer(&mut self, key: String, label: String, state: &str, done: u64, size: u64) {
+        let view = TransferView {
+            key,
+            label,
+            done,
+            size,
+            state: state.to_string(),
+        };
+        self.model.update(|m| m.transfer(view));
+    }
+
+    /// Whether shared file `id` has a progress bar (this side moved it).
+    fn transfers_known(&self, id: &str) -> bool {
+        let key = format!("shared {id}");
+        self.model
+            .update(|m| m.transfers.iter().any(|t| t.key == key))
+    }
+
+    /// A member's name as the roster shows it, or its number.
+    fn name_of(&self, peer: u32) -> String {
+        if peer == PeerId::MASTER.0 && self.side == Side::Participant {
+            return "the moderator".into();
+        }
+        self.model
+            .update(|m| {
+                m.members
+                    .iter()
+                    .find(|v| v.peer == peer)
+                    .map(|v| v.name.clone())
+            })
+            .unwrap_or_else(|| format!("participant {peer}"))
     }
 
     /// Remote control of `peer` is now in `state` ("asked", "active",
@@ -671,6 +747,62 @@ mod tests {
         );
         b.apply(&Event::Presenter { peer: None }, now);
         assert_eq!(b.model().snapshot().status_line, "");
+    }
+
+    /// R23, R24: files on their way have progress bars, updated in place;
+    /// a file shared by someone else gets one only once it is fetched.
+    #[test]
+    fn transfers_show_as_progress_bars() {
+        let mut b = master();
+        let now = Instant::now();
+        b.apply(
+            &epoch(vec![member(1, "Moderator", &[]), member(2, "Ada", &[])]),
+            now,
+        );
+        let file = |state, done| Event::File {
+            peer: 2,
+            id: 1,
+            direction: "send",
+            state,
+            done,
+            size: 1000,
+            detail: String::new(),
+        };
+        let shared = |state, done| Event::Shared {
+            id: "00000000000000ff".into(),
+            name: "slides.pdf".into(),
+            size: 4000,
+            from: "Ada".into(),
+            state,
+            done,
+            detail: String::new(),
+        };
+        b.apply(&file("accepted", 0), now);
+        b.apply(&file("progress", 500), now);
+        b.apply(&shared("available", 4000), now);
+        let m = b.model().snapshot();
+        assert_eq!(m.transfers.len(), 1, "{:?}", m.transfers);
+        let bar = &m.transfers[0];
+        assert_eq!(bar.label, "Sending file 1 to Ada");
+        assert_eq!((bar.done, bar.size, bar.fraction()), (500, 1000, 0.5));
+        // Progress updates the bar, not the notices.
+        assert!(!m.notices.iter().any(|n| n.contains("progress")));
+        b.apply(&shared("fetching", 0), now);
+        b.apply(&shared("progress", 1000), now);
+        b.apply(&file("complete", 1000), now);
+        let m = b.model().snapshot();
+        let labels: Vec<(&str, f32)> = m
+            .transfers
+            .iter()
+            .map(|t| (t.label.as_str(), t.fraction()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("Sending file 1 to Ada", 1.0),
+                ("Fetching slides.pdf", 0.25)
+            ]
+        );
     }
 
     #[test]

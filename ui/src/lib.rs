@@ -87,9 +87,11 @@ mod window;
 pub use banner::run_banner;
 pub use bridge::{drive_with_window, forward_actions, Bridge, ScreenSink, SharedBridge};
 pub use latest::LatestFrame;
-pub use model::{Admission, ConsentPrompt, ControlView, MemberView, Model, SharedModel};
+pub use model::{
+    Admission, ConsentPrompt, ControlView, MemberView, Model, SharedModel, TransferView,
+};
 pub use viewer::run_viewer;
-pub use window::{Scale, UiAction, UiError, WindowOptions, ENDED_LINGER};
+pub use window::{Scale, UiAction, UiError, WindowOptions, ENDED_LINGER, TRANSFER_BLUE};
 
 /// Keeps Mesa from writing its shader cache under the home directory, so
 /// that the apps leave no files behind (R14). Call it first in `main`,

@@ -11,6 +11,35 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How many notice lines [`Model::push_notice`] keeps.
 pub const MAX_NOTICES: usize = 8;
+/// How many progress bars [`Model::transfer`] keeps (the newest).
+pub const MAX_TRANSFERS: usize = 4;
+
+/// A file on its way to or from this side (R23: sent or received; R24:
+/// shared or fetched), as its progress bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransferView {
+    /// Which transfer this is, to update it in place.
+    pub key: String,
+    /// What moves, in words ("Sending file 2 to 3", "Fetching slides.pdf").
+    pub label: String,
+    /// Bytes done.
+    pub done: u64,
+    /// Bytes in all.
+    pub size: u64,
+    /// Where it stands ("accepted", "progress", "complete", "failed"…).
+    pub state: String,
+}
+
+impl TransferView {
+    /// The share done, 0 to 1 (1 for an empty file).
+    pub fn fraction(&self) -> f32 {
+        if self.size == 0 {
+            1.0
+        } else {
+            (self.done as f64 / self.size as f64).clamp(0.0, 1.0) as f32
+        }
+    }
+}
 
 /// One peer in the session, as the roster shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -85,6 +114,8 @@ pub struct Model {
     /// The last few lines of chat, joins, leaves, "recording started"…,
     /// oldest first.
     pub notices: Vec<String>,
+    /// Files moving, oldest first, with their progress (R23, R24).
+    pub transfers: Vec<TransferView>,
     /// Why the session ended, once it has: the window shows it and closes.
     pub ended: Option<String>,
     /// The viewer replays a recording rather than showing a live session:
@@ -98,6 +129,19 @@ impl Model {
         self.notices.push(line.into());
         let excess = self.notices.len().saturating_sub(MAX_NOTICES);
         self.notices.drain(..excess);
+    }
+
+    /// Updates the progress bar of `view.key`, or adds it (dropping the
+    /// oldest beyond [`MAX_TRANSFERS`]).
+    pub fn transfer(&mut self, view: TransferView) {
+        match self.transfers.iter_mut().find(|t| t.key == view.key) {
+            Some(t) => *t = view,
+            None => {
+                self.transfers.push(view);
+                let excess = self.transfers.len().saturating_sub(MAX_TRANSFERS);
+                self.transfers.drain(..excess);
+            }
+        }
     }
 }
 

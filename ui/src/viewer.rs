@@ -353,6 +353,11 @@ fn people(ui: &mut egui::Ui, model: &Model) -> Vec<UiAction> {
             ui.weak(rights);
         });
     }
+    if !model.transfers.is_empty() {
+        ui.separator();
+        ui.heading("Files");
+        window::progress_bars(ui, &model.transfers);
+    }
     if !model.notices.is_empty() {
         ui.separator();
         ui.heading("Notices");

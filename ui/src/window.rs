@@ -13,6 +13,27 @@ use eframe::egui;
 /// How long a window shows why the session ended before it closes.
 pub const ENDED_LINGER: Duration = Duration::from_secs(3);
 
+/// The fill of a file's progress bar.
+pub const TRANSFER_BLUE: egui::Color32 = egui::Color32::from_rgb(30, 110, 200);
+
+/// Draws a progress bar for each of `transfers` (R23, R24).
+pub(crate) fn progress_bars(ui: &mut egui::Ui, transfers: &[crate::model::TransferView]) {
+    for t in transfers {
+        let text = format!(
+            "{}: {} {} / {} KB",
+            t.label,
+            t.state,
+            t.done / 1000,
+            t.size / 1000
+        );
+        ui.add(
+            egui::ProgressBar::new(t.fraction())
+                .fill(TRANSFER_BLUE)
+                .text(text),
+        );
+    }
+}
+
 /// What the user did in a window, for the app to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UiAction {

@@ -37,7 +37,7 @@ use conclave_protocol::input::{InputEvent, MouseButton};
 use conclave_ui::banner::{ACTIVE_RED, ALLOW_GREEN, STOP_RED};
 use conclave_ui::{
     run_banner, run_viewer, ConsentPrompt, ControlView, LatestFrame, MemberView, Model, Scale,
-    SharedModel, UiAction, UiError, WindowOptions, ENDED_LINGER,
+    SharedModel, TransferView, UiAction, UiError, WindowOptions, ENDED_LINGER, TRANSFER_BLUE,
 };
 
 /// Set in the child process that shows the window.
@@ -504,6 +504,33 @@ fn banner_scenario(display: &str) {
         (s.find(rgb(ACTIVE_RED)).is_none() && s.find(rgb(ALLOW_GREEN)).is_none()).then_some(())
     });
     assert!(capture(&mut cap).find(rgb(STOP_RED)).is_some());
+
+    // R23: a file on its way shows a progress bar that follows it.
+    let receiving = |done: u64| TransferView {
+        key: "file 1 receive 1".into(),
+        label: "Receiving file 1 from Ada".into(),
+        done,
+        size: 400_000,
+        state: "progress".into(),
+    };
+    model.update(|m| m.transfer(receiving(100_000)));
+    let (_, quarter) = wait_for(&mut cap, REACT, "a progress bar", |s| {
+        s.find(rgb(TRANSFER_BLUE))
+    });
+    model.update(|m| m.transfer(receiving(300_000)));
+    let (shot, three_quarters) = wait_for(&mut cap, REACT, "the bar to grow", |s| {
+        s.find(rgb(TRANSFER_BLUE))
+            .filter(|f| f.width() > 2 * quarter.width())
+    });
+    shot.save("r23-banner-progress");
+    let ratio = three_quarters.width() as f64 / quarter.width() as f64;
+    assert!(
+        (2.5..3.5).contains(&ratio),
+        "25 % and 75 % drew bars {} and {} pixels wide",
+        quarter.width(),
+        three_quarters.width()
+    );
+    assert_eq!(quarter.left, three_quarters.left);
 
     // No one connected: the banner hides; someone again: it shows.
     model.update(|m| m.members.clear());
