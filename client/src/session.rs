@@ -7,8 +7,11 @@
 //!   relay order starts there ([`crate::relays`]). A participant tries the
 //!   relays in the order its session ID gives.
 //! - **Liveness of the relay.** The runtime pings the relay every
-//!   [`PING_INTERVAL`]; any frame counts as life. Silence for
-//!   [`RELAY_SILENCE`], or the connection closing, means the relay is lost.
+//!   [`PING_INTERVAL`]; any frame counts as life, and so does the relay
+//!   taking frames this side had to wait to send (on a slow uplink the
+//!   pings queue behind screen frames, and their answers come late; see
+//!   [`conclave_transport::conn::Drained`]). Silence for [`RELAY_SILENCE`]
+//!   by both measures, or the connection closing, means the relay is lost.
 //!   A TCP relay that dies is noticed at once; a QUIC one after the silence.
 //!   A false alarm costs a reconnect and a new epoch, never the session.
 //! - **Failover** (R18). When the relay is lost, master and members move to
@@ -816,10 +819,14 @@ impl<D: Driver> Runtime<D> {
                 self.apply(outs, &mut extra);
             }
             _ = ping.tick() => {
-                if self.last_heard.elapsed() >= RELAY_SILENCE {
+                let heard = match self.link.conn.drained.last() {
+                    Some(d) => d.max(self.last_heard),
+                    None => self.last_heard,
+                };
+                if heard.elapsed() >= RELAY_SILENCE {
                     return Turn::Lost(format!(
                         "no answer for {} ms",
-                        self.last_heard.elapsed().as_millis()
+                        heard.elapsed().as_millis()
                     ));
                 }
                 self.nonce = self.nonce.wrapping_add(1);

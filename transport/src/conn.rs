@@ -11,8 +11,9 @@
 //! ending ends the connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use conclave_protocol::frame::{frame_len, FrameError, FrameRef, MAX_FRAME};
@@ -40,6 +41,44 @@ const READ_CHUNK: usize = 256 * 1024;
 /// this): a header and a small frame's payload. A larger frame takes a second
 /// read, sized to the rest of it.
 const IDLE_READ: usize = 128;
+
+/// When the peer last took data that this side had waited to send.
+///
+/// A write that cannot complete at once (the transport's send buffer or
+/// the peer's flow-control credit is used up) completes only once the peer
+/// acknowledges what went before, so its completion shows that the peer is
+/// there even while nothing comes back: on a slow uplink a sender's own
+/// pings queue behind its data, and their answers come late. A write that
+/// completes at once shows nothing (the buffer had room), and a dead peer
+/// never lets a full buffer drain.
+#[derive(Debug, Clone, Default)]
+pub struct Drained(Arc<Mutex<Option<Instant>>>);
+
+impl Drained {
+    /// The last time the peer took data this side had waited to send.
+    pub fn last(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+}
+
+/// Runs `write`; records in `drained` when it had to wait and then succeeded.
+async fn watched<E>(
+    drained: &Drained,
+    write: impl core::future::Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(r) = first {
+        return r;
+    }
+    write.await?;
+    drained.record();
+    Ok(())
+}
 
 /// Which transport carries a connection (R19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,11 +250,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameStream for WebSock
 
 /// Starts the writer task for a byte stream (TLS or QUIC); returns its frames
 /// for the caller to read.
-pub fn stream_frames<R, W, S>(
+pub fn stream_frames<R, W, S>(reader: R, writer: W, source: S, max_payload: usize) -> FrameReader<R>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: FrameSource,
+{
+    stream_frames_drained(reader, writer, source, max_payload, Drained::default())
+}
+
+/// [`stream_frames`], recording in `drained` when the peer took data the
+/// writer had waited to send.
+fn stream_frames_drained<R, W, S>(
     reader: R,
     mut writer: W,
     mut source: S,
     max_payload: usize,
+    drained: Drained,
 ) -> FrameReader<R>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -224,7 +275,10 @@ where
 {
     tokio::spawn(async move {
         while let Some(frame) = source.next_frame().await {
-            if write_frame(&mut writer, frame).await.is_err() {
+            if watched(&drained, write_frame(&mut writer, frame))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -252,8 +306,23 @@ fn write_frame<W: AsyncWrite + Unpin>(
 /// to read.
 pub fn websocket_frames<T, S>(
     ws: WebSocketStream<T>,
+    source: S,
+    max_payload: usize,
+) -> WebSocketFrames<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: FrameSource,
+{
+    websocket_frames_drained(ws, source, max_payload, Drained::default())
+}
+
+/// [`websocket_frames`], recording in `drained` when the peer took data the
+/// writer had waited to send.
+fn websocket_frames_drained<T, S>(
+    ws: WebSocketStream<T>,
     mut source: S,
     max_payload: usize,
+    drained: Drained,
 ) -> WebSocketFrames<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -262,7 +331,10 @@ where
     let (mut sink, stream) = ws.split();
     tokio::spawn(async move {
         while let Some(frame) = source.next_frame().await {
-            if sink.send(WsMessage::Binary(frame)).await.is_err() {
+            if watched(&drained, sink.send(WsMessage::Binary(frame)))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -288,14 +360,27 @@ fn spawn_reader(mut frames: impl FrameStream) -> Incoming {
     rx
 }
 
-/// Starts the reader and writer tasks for a byte stream (TLS or QUIC).
-pub fn spawn_stream<R, W, S>(reader: R, writer: W, source: S, max_payload: usize) -> Incoming
+/// Starts the reader and writer tasks for a byte stream (TLS or QUIC); the
+/// writer records in `drained`.
+pub fn spawn_stream<R, W, S>(
+    reader: R,
+    writer: W,
+    source: S,
+    max_payload: usize,
+    drained: Drained,
+) -> Incoming
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
     S: FrameSource,
 {
-    spawn_reader(stream_frames(reader, writer, source, max_payload))
+    spawn_reader(stream_frames_drained(
+        reader,
+        writer,
+        source,
+        max_payload,
+        drained,
+    ))
 }
 
 /// WebSocket limits: one frame per message, never more than a frame.
@@ -305,13 +390,19 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME))
 }
 
-/// Starts the reader and writer tasks for a WebSocket.
-pub fn spawn_websocket<T, S>(ws: WebSocketStream<T>, source: S, max_payload: usize) -> Incoming
+/// Starts the reader and writer tasks for a WebSocket; the writer records
+/// in `drained`.
+pub fn spawn_websocket<T, S>(
+    ws: WebSocketStream<T>,
+    source: S,
+    max_payload: usize,
+    drained: Drained,
+) -> Incoming
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: FrameSource,
 {
-    spawn_reader(websocket_frames(ws, source, max_payload))
+    spawn_reader(websocket_frames_drained(ws, source, max_payload, drained))
 }
 
 /// A client's connection to a relay.
@@ -325,6 +416,8 @@ pub struct ClientConnection {
     pub incoming: Incoming,
     /// Frames to the relay.
     pub outgoing: mpsc::Sender<Bytes>,
+    /// When the relay last took frames this side had waited to send.
+    pub drained: Drained,
     /// Keeps a QUIC endpoint and connection alive as long as this value.
     quic: Option<(quinn::Endpoint, quinn::Connection)>,
 }
@@ -369,12 +462,20 @@ pub async fn connect_tls(
         let binding = channel_binding(tls.get_ref().1)?;
         let (r, w) = tokio::io::split(tls);
         let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
-        let incoming = spawn_stream(r, w, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
+        let drained = Drained::default();
+        let incoming = spawn_stream(
+            r,
+            w,
+            out_rx,
+            conclave_protocol::frame::MAX_PAYLOAD,
+            drained.clone(),
+        );
         Ok(ClientConnection {
             transport: Transport::Tls,
             channel_binding: binding,
             incoming,
             outgoing: out_tx,
+            drained,
             quic: None,
         })
     })
@@ -397,12 +498,19 @@ pub async fn connect_websocket(
         .await
         .map_err(|e| ConnError::WebSocket(e.to_string()))?;
         let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
-        let incoming = spawn_websocket(ws, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
+        let drained = Drained::default();
+        let incoming = spawn_websocket(
+            ws,
+            out_rx,
+            conclave_protocol::frame::MAX_PAYLOAD,
+            drained.clone(),
+        );
         Ok(ClientConnection {
             transport: Transport::WebSocket,
             channel_binding: binding,
             incoming,
             outgoing: out_tx,
+            drained,
             quic: None,
         })
     })
@@ -443,14 +551,58 @@ pub async fn connect_quic(
             .await
             .map_err(|e| ConnError::Quic(e.to_string()))?;
         let (out_tx, out_rx) = mpsc::channel(INCOMING_FRAMES);
-        let incoming = spawn_stream(recv, send, out_rx, conclave_protocol::frame::MAX_PAYLOAD);
+        let drained = Drained::default();
+        let incoming = spawn_stream(
+            recv,
+            send,
+            out_rx,
+            conclave_protocol::frame::MAX_PAYLOAD,
+            drained.clone(),
+        );
         Ok(ClientConnection {
             transport: Transport::Quic,
             channel_binding: binding,
             incoming,
             outgoing: out_tx,
+            drained,
             quic: Some((endpoint, conn)),
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// R18: a peer that takes what this side had to wait to send counts as
+    /// alive; a write that went through at once, or one a silent peer never
+    /// lets through, shows nothing.
+    #[tokio::test]
+    async fn only_writes_that_waited_and_went_through_show_the_peer() {
+        let (mut near, mut far) = tokio::io::duplex(64);
+        let drained = Drained::default();
+        // Room in the buffer: no evidence of the peer.
+        watched(&drained, near.write_all(&[1; 32])).await.unwrap();
+        assert_eq!(drained.last(), None);
+        // More than the buffer holds, and nobody reads: the write waits.
+        let stuck = tokio::time::timeout(
+            Duration::from_millis(100),
+            watched(&drained, near.write_all(&[2; 224])),
+        )
+        .await;
+        assert!(stuck.is_err());
+        assert_eq!(drained.last(), None);
+        // The peer reads: a write that had to wait goes through.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 4096];
+            while far.read(&mut buf).await.unwrap() > 0 {}
+        });
+        let before = Instant::now();
+        watched(&drained, near.write_all(&[3; 224])).await.unwrap();
+        assert!(drained.last().is_some_and(|t| t >= before));
+        drop(near);
+        reader.await.unwrap();
+    }
 }

@@ -17,6 +17,19 @@ use crate::tls::{client_config, RelayIdentity, TlsError};
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keep-alive interval, well inside the idle timeout.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// The most a client keeps sent but not yet acknowledged by the relay.
+///
+/// quinn's default (10 MB) lets a client queue seconds of screen frames on
+/// a slow uplink, where they wait in quinn's buffer behind the congestion
+/// window: the session's own backlog check (which takes a new frame only
+/// while few wait to be written) never sees them, so latency grows instead
+/// of the frame rate and the video's bitrate falling. Bounded here, a write
+/// waits once this much is unacknowledged and the backlog check works. It
+/// caps one connection's rate at this over the round trip: 128 KiB is
+/// 21 Mbit/s at 50 ms and 100 Mbit/s at 10 ms, more than a screen needs;
+/// on a 5 Mbit/s uplink it is 0.2 s of queue (the README's slow-link table
+/// measures it).
+pub const CLIENT_SEND_WINDOW: u64 = 128 * 1024;
 
 /// Why a QUIC configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +49,17 @@ fn initial_suite() -> Result<quinn::rustls::quic::Suite, QuicError> {
         .ok_or_else(|| QuicError::Crypto("no QUIC initial suite".into()))
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
+fn transport_settings() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_concurrent_bidi_streams(2u32.into());
     t.max_concurrent_uni_streams(0u32.into());
-    Arc::new(t)
+    t
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    Arc::new(transport_settings())
 }
 
 /// The relay's QUIC server configuration.
@@ -61,6 +78,8 @@ pub fn client_config_quic(pinned: PublicKey) -> Result<quinn::ClientConfig, Quic
     let crypto = QuicClientConfig::with_initial(tls, initial_suite()?)
         .map_err(|e| QuicError::Crypto(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport());
+    let mut t = transport_settings();
+    t.send_window(CLIENT_SEND_WINDOW);
+    config.transport_config(Arc::new(t));
     Ok(config)
 }

@@ -70,7 +70,7 @@ use conclave_protocol::time::Millis;
 use conclave_relay::config::{parse_public_key, Settings};
 use conclave_relay::Relay;
 use conclave_transport::conn::{
-    connect_quic, connect_tls, spawn_stream, ClientConnection, Incoming, INCOMING_FRAMES,
+    connect_quic, connect_tls, spawn_stream, ClientConnection, Drained, Incoming, INCOMING_FRAMES,
 };
 use conclave_transport::tls::RelayIdentity;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -543,7 +543,7 @@ async fn dial(how: Dial, addr: SocketAddr, key: PublicKey) -> Result<Conn> {
             s.set_nodelay(true)?;
             let (r, w) = s.into_split();
             let (tx, source) = mpsc::channel(INCOMING_FRAMES);
-            let rx = spawn_stream(r, w, source, MAX_PAYLOAD);
+            let rx = spawn_stream(r, w, source, MAX_PAYLOAD, Drained::default());
             Conn {
                 tx,
                 rx,
@@ -569,7 +569,7 @@ async fn dial_quic_shared(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Resul
     .map_err(|_| anyhow!("no channel binding"))?;
     let (send, recv) = conn.open_bi().await?;
     let (tx, source) = mpsc::channel(INCOMING_FRAMES);
-    let rx = spawn_stream(recv, send, source, MAX_PAYLOAD);
+    let rx = spawn_stream(recv, send, source, MAX_PAYLOAD, Drained::default());
     Ok(Conn {
         tx,
         rx,

@@ -27,7 +27,7 @@ use conclave_protocol::sign::Signed;
 use conclave_protocol::stage1::{FromRelay, ToRelay, Welcome};
 use conclave_protocol::stage2::group::KeyWrap;
 use conclave_protocol::stage2::{Announce, Rekey};
-use conclave_transport::conn::spawn_stream;
+use conclave_transport::conn::{spawn_stream, Drained};
 use conclave_transport::tls::RelayIdentity;
 use tokio::sync::mpsc;
 
@@ -141,7 +141,13 @@ async fn serve(
     };
     let (r, w) = tokio::io::split(tls);
     let (tx, rx) = mpsc::channel(256);
-    let mut incoming = spawn_stream(r, w, rx, conclave_protocol::frame::MAX_PAYLOAD);
+    let mut incoming = spawn_stream(
+        r,
+        w,
+        rx,
+        conclave_protocol::frame::MAX_PAYLOAD,
+        Drained::default(),
+    );
     let mut me: Option<PeerId> = None;
     while let Some(Ok(frame)) = incoming.recv().await {
         let Ok(f) = FrameRef::parse(&frame) else {
