@@ -8,7 +8,16 @@
 //!
 //! ```text
 //! cargo run --release -p conclave-benches --bin screen_table [-- --seconds 10]
+//! cargo run --release -p conclave-benches --bin screen_table -- --uplink-kbit 5000   # as root
 //! ```
+//!
+//! With `--uplink-kbit N` the relay runs in a network namespace of its own
+//! (a child process), reached over a veth pair whose egress on this side
+//! (what the participant and the master send) is shaped by the kernel's
+//! token bucket filter to N kbit/s with at most 100 ms of queue: a slow
+//! uplink on the customer's side, where the frame rate and the video's
+//! bitrate must follow the link. The namespace and the pair are removed
+//! afterwards. CPU is then this process's without the relay.
 //!
 //! - A child process (this binary, `--draw`) animates the synthetic
 //!   workload (`conclave_media::synthetic`) at 60 frames a second, putting
@@ -50,6 +59,7 @@ use conclave_media::synthetic::read_marker;
 use conclave_media::{Frame, Rect, ScreenSize, SyntheticScreen, Workload};
 use conclave_protocol::artefact::{RelayEntry, Role};
 use conclave_protocol::fixtures;
+use conclave_protocol::sign::PublicKey;
 use conclave_protocol::stage1::SessionKind;
 use conclave_relay::config::Settings;
 use conclave_relay::Relay;
@@ -64,9 +74,14 @@ const PASSWORD: &str = "glass-horse-42";
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Seconds measured per workload and codec (after a 2 s warm-up).
+    /// Seconds measured per workload and codec.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds before measuring: the first (key)frame and, for a playing
+    /// video, finding its region (14 frames sent lossless) take this long
+    /// on a slow uplink.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
     /// Only these workloads (typing, scrolling, dragging, video).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
@@ -74,6 +89,13 @@ struct Args {
     /// lossless run (for profiling).
     #[arg(long)]
     tiles_only: bool,
+    /// Send through an uplink shaped to this many kbit/s (needs root: a
+    /// network namespace, a veth pair and tc).
+    #[arg(long)]
+    uplink_kbit: Option<u32>,
+    /// Internal: run a relay on ADDR and print its ports and key.
+    #[arg(long, value_name = "ADDR")]
+    relay_at: Option<String>,
     /// Internal: draw WORKLOAD on DISPLAY and print frame times.
     #[arg(long, num_args = 2, value_names = ["DISPLAY", "WORKLOAD"])]
     draw: Option<Vec<String>>,
@@ -227,19 +249,150 @@ impl Variant {
     }
 }
 
-async fn measure(
-    relay: &Relay,
-    x: &Xvfb,
-    workload: Workload,
-    variant: Variant,
-    seconds: u64,
-) -> Result<Measured> {
+/// Settings for a relay on `host` trusting the fixtures' portal.
+fn relay_settings(host: &str) -> Settings {
+    Settings {
+        quic: Some(format!("{host}:0")),
+        tls: Some(format!("{host}:0")),
+        websocket: Some("off".into()),
+        admin: Some("off".into()),
+        portal_keys: Some(vec![hex::encode(fixtures::identity(1).public_key().0)]),
+        ..Settings::default()
+    }
+}
+
+/// `relay` as the builds' list names it, on `host`.
+fn relay_entry(relay: &Relay, host: &str) -> Result<RelayEntry> {
     let mut e = fixtures::relay_entry(&fixtures::identity(0));
+    e.host = fixtures::s(host);
     e.public_key = relay.public_key;
     e.quic_port = relay.quic.context("quic")?.port();
     e.tls_port = relay.tls.context("tls")?.port();
     e.websocket_port = 0;
-    let relays: Vec<RelayEntry> = vec![e];
+    Ok(e)
+}
+
+/// The relay of `--uplink-kbit`: started in its namespace, it prints its
+/// QUIC port, TLS port and key (hex) and runs until its input ends.
+fn serve_relay(host: &str) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let relay = Relay::start(relay_settings(host).resolve(true)?).await?;
+        let e = relay_entry(&relay, host)?;
+        println!(
+            "{} {} {}",
+            e.quic_port,
+            e.tls_port,
+            hex::encode(e.public_key.0)
+        );
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await??;
+        relay.shutdown(Duration::ZERO).await;
+        Ok(())
+    })
+}
+
+/// The network namespace and veth pair of `--uplink-kbit`.
+const NETNS: &str = "conclave-bench";
+const LINK_HERE: &str = "cvbench0";
+const LINK_THERE: &str = "cvbench1";
+const RELAY_HOST: &str = "10.88.0.2";
+
+/// A shaped uplink to a relay in its own namespace; removed when dropped.
+struct Uplink {
+    relay: Child,
+    entry: RelayEntry,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let status = Process::new(program).args(args).status()?;
+    if !status.success() {
+        bail!("{program} {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn remove_link() {
+    for args in [["netns", "del", NETNS], ["link", "del", LINK_HERE]] {
+        let _ = Process::new("ip").args(args).stderr(Stdio::null()).status();
+    }
+}
+
+impl Uplink {
+    fn start(kbit: u32) -> Result<Self> {
+        remove_link();
+        run("ip", &["netns", "add", NETNS])?;
+        run(
+            "ip",
+            &[
+                "link", "add", LINK_HERE, "type", "veth", "peer", "name", LINK_THERE,
+            ],
+        )?;
+        run("ip", &["link", "set", LINK_THERE, "netns", NETNS])?;
+        run("ip", &["addr", "add", "10.88.0.1/24", "dev", LINK_HERE])?;
+        run("ip", &["link", "set", LINK_HERE, "up"])?;
+        let there = format!("{RELAY_HOST}/24");
+        run(
+            "ip",
+            &["-n", NETNS, "addr", "add", &there, "dev", LINK_THERE],
+        )?;
+        run("ip", &["-n", NETNS, "link", "set", LINK_THERE, "up"])?;
+        run("ip", &["-n", NETNS, "link", "set", "lo", "up"])?;
+        let rate = format!("{kbit}kbit");
+        run(
+            "tc",
+            &[
+                "qdisc", "add", "dev", LINK_HERE, "root", "tbf", "rate", &rate, "burst", "32kb",
+                "latency", "100ms",
+            ],
+        )?;
+        let exe = std::env::current_exe()?;
+        let mut relay = Process::new("ip")
+            .args(["netns", "exec", NETNS])
+            .arg(exe)
+            .args(["--relay-at", RELAY_HOST])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(relay.stdout.take().context("relay output")?).read_line(&mut line)?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [quic, tls, key] = fields[..] else {
+            bail!("the relay said {line:?}");
+        };
+        let mut entry = fixtures::relay_entry(&fixtures::identity(0));
+        entry.host = fixtures::s(RELAY_HOST);
+        entry.quic_port = quic.parse()?;
+        entry.tls_port = tls.parse()?;
+        entry.websocket_port = 0;
+        entry.public_key = PublicKey(
+            hex::decode(key)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a relay key of the wrong length"))?,
+        );
+        Ok(Uplink { relay, entry })
+    }
+}
+
+impl Drop for Uplink {
+    fn drop(&mut self) {
+        drop(self.relay.stdin.take());
+        let _ = self.relay.wait();
+        remove_link();
+    }
+}
+
+async fn measure(
+    relays: &[RelayEntry],
+    x: &Xvfb,
+    workload: Workload,
+    variant: Variant,
+    (warmup, seconds): (u64, u64),
+) -> Result<Measured> {
+    let relays: Vec<RelayEntry> = relays.to_vec();
     let who = || Who {
         os_user: fixtures::s("bench"),
         host: fixtures::s("bench"),
@@ -295,7 +448,17 @@ async fn measure(
         }
         m.handle
     });
-    let participant_events = tokio::spawn(async move { while p.events.recv().await.is_some() {} });
+    let participant_events = tokio::spawn(async move {
+        while let Some(e) = p.events.recv().await {
+            // A session that loses its relay or ends measures nothing.
+            if matches!(
+                e,
+                Event::RelayLost { .. } | Event::Resumed { .. } | Event::Ended { .. }
+            ) {
+                eprintln!("  participant: {}", conclave_client::cli::describe(&e));
+            }
+        }
+    });
 
     let exe = std::env::current_exe()?;
     let mut drawer: Child = Process::new(exe)
@@ -315,7 +478,7 @@ async fn measure(
         }
     });
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(warmup)).await;
     let me = std::process::id().to_string();
     let xpid = x.pid().to_string();
     let (cpu0, xcpu0, t0, u0) = (
@@ -383,6 +546,9 @@ fn main() -> Result<()> {
         };
         return draw(display, workload(name)?);
     }
+    if let Some(host) = &args.relay_at {
+        return serve_relay(host);
+    }
     let workloads: Vec<Workload> = if args.workloads.is_empty() {
         Workload::ALL.to_vec()
     } else {
@@ -396,19 +562,21 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let x = Xvfb::start(WIDTH as u16, HEIGHT as u16)?;
-    let relay = rt.block_on(async {
-        let s = Settings {
-            quic: Some("127.0.0.1:0".into()),
-            tls: Some("127.0.0.1:0".into()),
-            websocket: Some("off".into()),
-            admin: Some("off".into()),
-            portal_keys: Some(vec![hex::encode(fixtures::identity(1).public_key().0)]),
-            ..Settings::default()
-        };
-        Relay::start(s.resolve(true)?)
-            .await
-            .map_err(anyhow::Error::from)
-    })?;
+    // The relay on loopback in this process, or behind a shaped uplink.
+    let uplink = args.uplink_kbit.map(Uplink::start).transpose()?;
+    let local = match &uplink {
+        Some(_) => None,
+        None => Some(rt.block_on(async {
+            Relay::start(relay_settings("127.0.0.1").resolve(true)?)
+                .await
+                .map_err(anyhow::Error::from)
+        })?),
+    };
+    let relays = match (&uplink, &local) {
+        (Some(u), _) => vec![u.entry.clone()],
+        (None, Some(r)) => vec![relay_entry(r, "127.0.0.1")?],
+        (None, None) => bail!("no relay"),
+    };
     let mut rows = Vec::new();
     for w in workloads {
         let mut measured = Vec::new();
@@ -421,7 +589,13 @@ fn main() -> Result<()> {
                 continue;
             }
             eprintln!("{} with {}", w.name(), variant.name());
-            let m = rt.block_on(measure(&relay, &x, w, variant, args.seconds))?;
+            let m = rt.block_on(measure(
+                &relays,
+                &x,
+                w,
+                variant,
+                (args.warmup, args.seconds),
+            ))?;
             eprintln!(
                 "  {:.1} fps, {:.0} KB/s, {:.1} ms CPU/frame (+{:.1} X), latency p50 {:.1} p95 {:.1} ms",
                 m.fps,
@@ -434,6 +608,12 @@ fn main() -> Result<()> {
             measured.push((variant, m));
         }
         rows.push((w, measured));
+    }
+    if let Some(kbit) = args.uplink_kbit {
+        println!(
+            "Uplink shaped to {kbit} kbit/s (tc tbf, 100 ms of queue), {} s of warm-up; CPU without the relay.\n",
+            args.warmup
+        );
     }
     println!(
         "| workload, 1920×1080 | codec | frames/s | KB/s | KB/frame (vs baseline) | CPU ms/frame (X server) | glass-to-glass p50 / p95 |"
