@@ -54,6 +54,15 @@ pub enum SourceSpec {
         /// The monitor's index.
         monitor: Option<usize>,
     },
+    /// One window of an X11 display, alone (presenting, R21): nothing that
+    /// covers it or lies beside it is shared, and it offers no remote
+    /// control (input would land elsewhere when the window moves).
+    X11Window {
+        /// The display.
+        display: Option<String>,
+        /// The window's ID (as `xwininfo` shows it).
+        window: u32,
+    },
     /// A synthetic screen (tests, benchmarks, demonstrations).
     Synthetic {
         /// What it animates.
@@ -64,7 +73,8 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
-    /// Parses `x11`, `x11:DISPLAY`, `x11:DISPLAY:MONITOR` or
+    /// Parses `x11`, `x11:DISPLAY`, `x11:DISPLAY:MONITOR`,
+    /// `x11:DISPLAY:window=ID` (ID in hex with `0x`, or decimal) or
     /// `synthetic:WORKLOAD[:WIDTHxHEIGHT]` (workloads: typing, scrolling,
     /// dragging, video; default size 1920x1080).
     pub fn parse(text: &str) -> Result<SourceSpec, String> {
@@ -81,6 +91,14 @@ impl SourceSpec {
                     [d, m] => (Some((*d).to_string()), Some(*m)),
                     _ => return Err(format!("cannot read the screen {text:?}")),
                 };
+                if let Some(id) = monitor.and_then(|m| m.strip_prefix("window=")) {
+                    let window = match id.strip_prefix("0x") {
+                        Some(hex) => u32::from_str_radix(hex, 16),
+                        None => id.parse(),
+                    }
+                    .map_err(|_| format!("{id:?} is not a window ID (like 0x400001)"))?;
+                    return Ok(SourceSpec::X11Window { display, window });
+                }
                 let monitor = monitor
                     .map(|m| {
                         m.parse::<usize>()
@@ -112,7 +130,7 @@ impl SourceSpec {
                 Ok(SourceSpec::Synthetic { workload, size })
             }
             other => Err(format!(
-                "unknown screen {other:?}: use x11[:DISPLAY[:MONITOR]] or synthetic:WORKLOAD[:WxH]"
+                "unknown screen {other:?}: use x11[:DISPLAY[:MONITOR]], x11:DISPLAY:window=ID or synthetic:WORKLOAD[:WxH]"
             )),
         }
     }
@@ -125,6 +143,10 @@ impl SourceSpec {
                 display.as_deref().unwrap_or("$DISPLAY"),
                 monitor.map(|m| format!(" monitor {m}")).unwrap_or_default()
             ),
+            SourceSpec::X11Window { display, window } => format!(
+                "window {window:#x} of X11 display {}",
+                display.as_deref().unwrap_or("$DISPLAY")
+            ),
             SourceSpec::Synthetic { workload, size } => {
                 format!("synthetic {} screen {size}", workload.name())
             }
@@ -135,7 +157,7 @@ impl SourceSpec {
     pub fn display(&self) -> Option<Option<&str>> {
         match self {
             SourceSpec::X11 { display, .. } => Some(display.as_deref()),
-            SourceSpec::Synthetic { .. } => None,
+            SourceSpec::X11Window { .. } | SourceSpec::Synthetic { .. } => None,
         }
     }
 
@@ -149,6 +171,12 @@ impl SourceSpec {
                         .map_err(|e| e.to_string())?;
                 let origin = source.monitor().map_or((0, 0), |m| (m.x, m.y));
                 Ok((Box::new(source), origin))
+            }
+            SourceSpec::X11Window { display, window } => {
+                let source =
+                    conclave_desktop::source::X11Source::open_window(display.as_deref(), *window)
+                        .map_err(|e| e.to_string())?;
+                Ok((Box::new(source), (0, 0)))
             }
             SourceSpec::Synthetic { workload, size } => {
                 Ok((Box::new(SyntheticScreen::new(*workload, *size)), (0, 0)))
@@ -469,6 +497,26 @@ mod tests {
                 monitor: Some(1)
             })
         );
+        assert_eq!(
+            SourceSpec::parse("x11::5:window=0x400001"),
+            Ok(SourceSpec::X11Window {
+                display: Some(":5".into()),
+                window: 0x40_0001
+            })
+        );
+        assert_eq!(
+            SourceSpec::parse("x11::5:window=77"),
+            Ok(SourceSpec::X11Window {
+                display: Some(":5".into()),
+                window: 77
+            })
+        );
+        assert!(SourceSpec::parse("x11::5:window=0xzz")
+            .unwrap_err()
+            .contains("not a window ID"));
+        // A shared window is for presenting: it offers no display to control.
+        let window = SourceSpec::parse("x11::5:window=77").unwrap();
+        assert_eq!(window.display(), None);
         assert_eq!(
             SourceSpec::parse("synthetic:scrolling:800x600"),
             Ok(SourceSpec::Synthetic {

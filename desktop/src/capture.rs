@@ -12,6 +12,15 @@
 //! memory (a remote display, an old server) capture falls back to plain
 //! `GetImage`, which carries the pixels through the socket.
 //!
+//! One window can be captured instead of a monitor
+//! ([`X11Capture::select_window`], for presenting a single window, R21):
+//! the Composite extension redirects it off screen (automatically, so the
+//! server still shows it), and each capture reads the window's own pixmap.
+//! What covers the window on screen is never captured, and what lies
+//! beside it is not either: a window share shows that window only. Its size
+//! is read at every capture, so a resized window is followed; a window that
+//! is closed or unmapped is a typed error.
+//!
 //! Only 24- and 32-bit TrueColor screens with 32 bits per pixel in LSB-first
 //! byte order (every X server on x86 and ARM today) are supported; anything
 //! else is a typed error, never a misread picture.
@@ -20,6 +29,7 @@ use std::fs::File;
 
 use memmap2::{Mmap, MmapOptions};
 use x11rb::connection::{Connection, RequestConnection};
+use x11rb::protocol::composite;
 use x11rb::protocol::randr;
 use x11rb::protocol::shm;
 use x11rb::protocol::xproto::{self, ImageFormat, ImageOrder};
@@ -42,6 +52,14 @@ pub enum CaptureError {
     /// The display's pixel format is not one we read.
     #[error("unsupported screen format: {0}")]
     Unsupported(String),
+    /// The window to capture is gone, not shown, or not one we can read.
+    #[error("cannot capture window {window:#x}: {reason}")]
+    Window {
+        /// The window.
+        window: u32,
+        /// Why.
+        reason: String,
+    },
     /// A monitor index beyond the list.
     #[error("there is no monitor {index}; the display has {count}")]
     NoSuchMonitor {
@@ -87,12 +105,22 @@ struct Shared {
     map: Mmap,
 }
 
+/// A window captured alone, and its pixmap while named.
+#[derive(Debug)]
+struct WindowTarget {
+    id: xproto::Window,
+    pixmap: xproto::Pixmap,
+    /// The size the pixmap was named at (a resize needs a new name).
+    named: Option<(u16, u16)>,
+}
+
 /// A capture source on one X display.
 pub struct X11Capture {
     conn: RustConnection,
     root: xproto::Window,
     monitors: Vec<Monitor>,
     current: usize,
+    window: Option<WindowTarget>,
     shared: Option<Shared>,
 }
 
@@ -101,6 +129,7 @@ impl std::fmt::Debug for X11Capture {
         f.debug_struct("X11Capture")
             .field("monitors", &self.monitors)
             .field("current", &self.current)
+            .field("window", &self.window)
             .field("shared_memory", &self.shared.is_some())
             .finish()
     }
@@ -176,6 +205,7 @@ impl X11Capture {
             root,
             monitors,
             current,
+            window: None,
             shared,
         })
     }
@@ -202,28 +232,107 @@ impl X11Capture {
         Ok(())
     }
 
+    /// Captures window `window` alone from now on (see the module docs).
+    pub fn select_window(&mut self, window: u32) -> Result<(), CaptureError> {
+        let refused = |reason: String| CaptureError::Window { window, reason };
+        composite::query_version(&self.conn, 0, 2)
+            .map_err(conn_err)?
+            .reply()
+            .map_err(|_| {
+                refused("the display has no Composite extension to read one window with".into())
+            })?;
+        let geometry = xproto::get_geometry(&self.conn, window)
+            .map_err(conn_err)?
+            .reply()
+            .map_err(|_| refused("there is no such window".into()))?;
+        if !matches!(geometry.depth, 24 | 32) {
+            return Err(refused(format!(
+                "it has depth {} (need 24 or 32)",
+                geometry.depth
+            )));
+        }
+        composite::redirect_window(&self.conn, window, composite::Redirect::AUTOMATIC)
+            .map_err(conn_err)?
+            .check()
+            .map_err(|e| refused(e.to_string()))?;
+        let pixmap = self.conn.generate_id().map_err(conn_err)?;
+        self.drop_window();
+        self.window = Some(WindowTarget {
+            id: window,
+            pixmap,
+            named: None,
+        });
+        Ok(())
+    }
+
+    /// Stops capturing a window alone (back to the selected monitor).
+    fn drop_window(&mut self) {
+        if let Some(w) = self.window.take() {
+            if w.named.is_some() {
+                let _ = xproto::free_pixmap(&self.conn, w.pixmap);
+            }
+            let _ = composite::unredirect_window(&self.conn, w.id, composite::Redirect::AUTOMATIC);
+            let _ = self.conn.flush();
+        }
+    }
+
+    /// What to read: the drawable and its rectangle.
+    fn area(&mut self) -> Result<(xproto::Drawable, Monitor), CaptureError> {
+        let Some(w) = &mut self.window else {
+            let m =
+                self.monitors
+                    .get(self.current)
+                    .cloned()
+                    .ok_or(CaptureError::NoSuchMonitor {
+                        index: self.current,
+                        count: self.monitors.len(),
+                    })?;
+            return Ok((self.root, m));
+        };
+        let gone = |reason: &str| CaptureError::Window {
+            window: w.id,
+            reason: reason.into(),
+        };
+        let g = xproto::get_geometry(&self.conn, w.id)
+            .map_err(conn_err)?
+            .reply()
+            .map_err(|_| gone("it was closed"))?;
+        if w.named != Some((g.width, g.height)) {
+            if w.named.take().is_some() {
+                xproto::free_pixmap(&self.conn, w.pixmap).map_err(conn_err)?;
+            }
+            composite::name_window_pixmap(&self.conn, w.id, w.pixmap)
+                .map_err(conn_err)?
+                .check()
+                .map_err(|_| gone("it is not shown"))?;
+            w.named = Some((g.width, g.height));
+        }
+        let area = Monitor {
+            name: format!("window {:#x}", w.id),
+            x: 0,
+            y: 0,
+            width: g.width,
+            height: g.height,
+            primary: false,
+        };
+        Ok((w.pixmap, area))
+    }
+
     /// Whether captures go through shared memory.
     pub fn uses_shared_memory(&self) -> bool {
         self.shared.is_some()
     }
 
-    /// Captures the selected monitor into `out` (resized to width × height × 4,
+    /// Captures the selected monitor or window into `out` (resized to width × height × 4,
     /// BGRA); returns width and height.
     pub fn capture(&mut self, out: &mut Vec<u8>) -> Result<(u16, u16), CaptureError> {
-        let m = self
-            .monitors
-            .get(self.current)
-            .cloned()
-            .ok_or(CaptureError::NoSuchMonitor {
-                index: self.current,
-                count: self.monitors.len(),
-            })?;
+        let (drawable, m) = self.area()?;
         let len = usize::from(m.width) * usize::from(m.height) * 4;
         let format = u8::from(ImageFormat::Z_PIXMAP);
         match &self.shared {
             Some(sh) if sh.map.len() >= len => {
                 let reply = shm::get_image(
-                    &self.conn, self.root, m.x, m.y, m.width, m.height, !0, format, sh.seg, 0,
+                    &self.conn, drawable, m.x, m.y, m.width, m.height, !0, format, sh.seg, 0,
                 )
                 .map_err(conn_err)?
                 .reply()
@@ -242,7 +351,7 @@ impl X11Capture {
                 let reply = xproto::get_image(
                     &self.conn,
                     ImageFormat::Z_PIXMAP,
-                    self.root,
+                    drawable,
                     m.x,
                     m.y,
                     m.width,
@@ -267,6 +376,12 @@ impl X11Capture {
             }
         }
         Ok((m.width, m.height))
+    }
+}
+
+impl Drop for X11Capture {
+    fn drop(&mut self) {
+        self.drop_window();
     }
 }
 

@@ -5,7 +5,8 @@ use conclave_media::Frame;
 
 use crate::capture::{CaptureError, Monitor, X11Capture};
 
-/// Frames of one X11 monitor; the pixel buffer is reused from frame to frame.
+/// Frames of one X11 monitor or window; the pixel buffer is reused from
+/// frame to frame.
 #[derive(Debug)]
 pub struct X11Source {
     capture: X11Capture,
@@ -20,6 +21,17 @@ impl X11Source {
         if let Some(index) = monitor {
             capture.select(index)?;
         }
+        Ok(Self {
+            capture,
+            frame: None,
+        })
+    }
+
+    /// Captures window `window` alone of `display` (see
+    /// [`X11Capture::select_window`]).
+    pub fn open_window(display: Option<&str>, window: u32) -> Result<Self, CaptureError> {
+        let mut capture = X11Capture::connect(display)?;
+        capture.select_window(window)?;
         Ok(Self {
             capture,
             frame: None,

@@ -106,3 +106,86 @@ fn a_missing_display_is_a_clear_error() {
     assert!(matches!(err, CaptureError::Connect { .. }), "{err}");
     assert!(err.to_string().contains(":4999"));
 }
+
+/// A window of `color` at (x, y), mapped.
+fn window(
+    conn: &impl Connection,
+    root: u32,
+    (x, y, w, h): (i16, i16, u16, u16),
+    color: u32,
+) -> u32 {
+    let id = conn.generate_id().unwrap();
+    conn.create_window(
+        x11rb::COPY_DEPTH_FROM_PARENT,
+        id,
+        root,
+        x,
+        y,
+        w,
+        h,
+        0,
+        xproto::WindowClass::INPUT_OUTPUT,
+        x11rb::COPY_FROM_PARENT,
+        &xproto::CreateWindowAux::new().background_pixel(color),
+    )
+    .unwrap();
+    conn.map_window(id).unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    id
+}
+
+/// R21: presenting one window shares that window alone: what it draws,
+/// not what covers it or lies beside it; its size is followed, and a
+/// closed window is a clear error.
+#[test]
+fn r21_a_window_is_captured_alone_whatever_covers_it() {
+    let x = Xvfb::start(640, 480).unwrap();
+    let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    draw(&x.display, &[(0x00_20_40_60, rect(0, 0, 640, 480))]);
+    let shared = window(&conn, root, (100, 100, 200, 150), 0x00_ff_00_00);
+    // Another window covers the shared one's lower right quarter.
+    let _cover = window(&conn, root, (200, 175, 200, 150), 0x00_00_ff_00);
+    let mut cap = X11Capture::connect(Some(&x.display)).unwrap();
+    cap.select_window(shared).unwrap();
+    // The shared window draws after it is redirected.
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, shared, &CreateGCAux::new().foreground(0x00_00_00_ff))
+        .unwrap();
+    conn.poly_fill_rectangle(shared, gc, &[rect(0, 0, 20, 20)])
+        .unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+
+    let mut buf = Vec::new();
+    let (w, h) = cap.capture(&mut buf).unwrap();
+    assert_eq!((w, h), (200, 150));
+    let blue = [0xff, 0x00, 0x00, 0xff];
+    let red = [0x00, 0x00, 0xff, 0xff];
+    assert_eq!(pixel(&buf, w, 5, 5), blue);
+    assert_eq!(pixel(&buf, w, 50, 50), red);
+    // Covered on screen by the green window: the capture has the shared
+    // window's own red.
+    assert_eq!(pixel(&buf, w, 150, 120), red);
+    assert!(buf.chunks_exact(4).all(|p| p == blue || p == red));
+
+    // Resized: followed.
+    conn.configure_window(
+        shared,
+        &xproto::ConfigureWindowAux::new().width(240).height(100),
+    )
+    .unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    assert_eq!(cap.capture(&mut buf).unwrap(), (240, 100));
+
+    // Closed: a clear error, not a picture of something else.
+    conn.destroy_window(shared).unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    assert!(matches!(
+        cap.capture(&mut buf),
+        Err(CaptureError::Window { window, .. }) if window == shared
+    ));
+    assert!(matches!(
+        cap.select_window(0x7fff_fff0),
+        Err(CaptureError::Window { .. })
+    ));
+}

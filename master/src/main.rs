@@ -105,7 +105,7 @@ struct Start {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
-    /// What to share when you present (meetings): `x11[:DISPLAY[:MONITOR]]`, `synthetic:WORKLOAD[:WxH]` or `none` [default: the X display in DISPLAY, if any].
+    /// What to share when you present (meetings): `x11[:DISPLAY[:MONITOR]]`, one window `x11:DISPLAY:window=ID`, `synthetic:WORKLOAD[:WxH]` or `none` [default: the X display in DISPLAY, if any].
     #[arg(long, value_name = "SCREEN")]
     screen: Option<String>,
     /// No window, even with a display: events on standard output, commands on standard input.

@@ -71,7 +71,7 @@ struct Join {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
-    /// What to share when asked to present (support: always): `x11[:DISPLAY[:MONITOR]]`, `synthetic:WORKLOAD[:WxH]` or `none` [default: the X display in DISPLAY, if any].
+    /// What to share when asked to present (support: always): `x11[:DISPLAY[:MONITOR]]`, one window `x11:DISPLAY:window=ID`, `synthetic:WORKLOAD[:WxH]` or `none` [default: the X display in DISPLAY, if any].
     #[arg(long, value_name = "SCREEN")]
     screen: Option<String>,
     /// No banner, even with a display: events on standard output, commands on standard input.
