@@ -562,6 +562,12 @@ impl Collab {
     }
 
     fn record_command(&mut self, start: bool, out: &mut Vec<Out>) {
+        if !start && self.policy.recording == RecordingPolicy::Forced {
+            out.push(error(
+                "this session's policy records it from start to end: it cannot be stopped",
+            ));
+            return;
+        }
         if !start {
             match self.recorder.take() {
                 Some(mut r) => {
@@ -642,8 +648,7 @@ impl Collab {
 
     /// Tells everyone that this side records (or stopped).
     fn announce_recording(&mut self, active: bool, out: &mut Vec<Out>) {
-        let by =
-            conclave_protocol::bounded::BoundedString::new(self.name.clone()).unwrap_or_default();
+        let by = crate::connect::bounded(&self.name);
         let msg = AppMessage::Recording { active, by };
         match &self.side {
             Side::Master { members, .. } => {
@@ -887,6 +892,9 @@ impl Collab {
                 members.remove(&peer);
                 rights.remove(&peer);
                 control.remove(&peer);
+                // Its transfers end with it: nothing more is read or sent.
+                self.transfers.remove(&peer);
+                self.progress_shown.retain(|(p, _, _), _| *p != peer);
                 if self.presenter == Some(peer) {
                     self.presenter = None;
                     self.broadcast_presenter(out);
@@ -969,6 +977,9 @@ impl Collab {
             }
             FrameClass::Input => self.input(from, &data, out),
             FrameClass::File => match FileMessage::decode(&data) {
+                Ok(msg) if !self.may_take(from, &msg) => {
+                    tracing::debug!("file message from {from}, who may not send it: dropped");
+                }
                 Ok(msg) => {
                     self.transfers.entry(from).or_default().handle(msg);
                     self.pump(out);
@@ -981,6 +992,24 @@ impl Collab {
             },
             _ => {}
         }
+    }
+
+    /// Whether a file-transfer message from `from` is taken: only when the
+    /// policy allows transfers, and an offer to the master only from a
+    /// participant holding the files right (answers about the master's own
+    /// offers come from anyone it offered to; a participant hears only from
+    /// the master, who may always offer).
+    fn may_take(&self, from: PeerId, msg: &FileMessage) -> bool {
+        self.policy.file_transfer
+            && match &self.side {
+                Side::Master { rights, .. } => {
+                    !matches!(msg, FileMessage::Offer(_))
+                        || rights
+                            .get(&from)
+                            .is_some_and(|r| r.contains(Rights::FILE_TRANSFER))
+                }
+                Side::Participant { .. } => from == PeerId::MASTER,
+            }
     }
 
     /// Runs the countdown.

@@ -59,6 +59,10 @@ use sha2::{Digest, Sha256};
 /// offered SHA-256.
 pub const PART_SUFFIX: &str = ".conclave-part";
 
+/// Incoming transfers one peer may have open (offered or under way); more
+/// offers are refused.
+pub const MAX_OPEN_INCOMING: usize = 32;
+
 /// How many numbered names (`name (1).ext` …) are tried before a save gives up.
 pub const MAX_NAME_ATTEMPTS: u32 = 10_000;
 
@@ -375,8 +379,13 @@ pub fn validate_name(offered: &str) -> Result<&str, &'static str> {
 }
 
 /// The partial file's name for `name` offered with `sha256`.
-pub(crate) fn part_name(name: &str, sha256: &[u8; 32]) -> String {
-    let digits = hex::encode(sha256.get(..8).unwrap_or_default());
+fn part_name(name: &str, sha256: &[u8; 32]) -> String {
+    tagged_part_name(name, &hex::encode(sha256.get(..8).unwrap_or_default()))
+}
+
+/// A partial file's name: `name`, shortened to leave room, `.digits` and
+/// [`PART_SUFFIX`].
+pub(crate) fn tagged_part_name(name: &str, digits: &str) -> String {
     let room = MAX_NAME - 1 - digits.len() - PART_SUFFIX.len();
     format!("{}.{digits}{PART_SUFFIX}", prefix(name, room))
 }
@@ -1284,6 +1293,19 @@ impl Transfers {
                 if self.incoming.contains_key(&id) {
                     // Answering would end the open transfer of that id.
                     self.failed(Direction::Incoming, id, FileError::DuplicateId { id });
+                    return;
+                }
+                if self.incoming.len() >= MAX_OPEN_INCOMING {
+                    // A peer cannot make this side keep offers without end.
+                    self.replies.push_back(FileMessage::Stop {
+                        id,
+                        reason: CancelReason::Protocol,
+                    });
+                    let e = FileError::Unexpected {
+                        id,
+                        what: "an offer while 32 others are open",
+                    };
+                    self.failed(Direction::Incoming, id, e);
                     return;
                 }
                 match Incoming::new(offer) {

@@ -232,11 +232,17 @@ async fn r24_the_relay_bounds_shared_files_and_policy_can_forbid_them() {
     let small = dir.path().join("small.txt");
     std::fs::write(&small, b"agenda").unwrap();
     m.handle.send(Command::Share(small)).await;
-    let (id, _) = available(&mut ann, "small.txt").await;
-    assert!(!matches!(
-        tokio::time::timeout(Duration::from_millis(200), ann.events.recv()).await,
-        Ok(Some(Event::Shared { name, .. })) if name == "big.iso"
-    ));
+    let seen = until(&mut ann, shared("available", "small.txt")).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::Shared { name, .. } if name == "big.iso")),
+        "Ann was told of the refused file: {seen:?}"
+    );
+    let Some(Event::Shared { id, .. }) = seen.last() else {
+        unreachable!()
+    };
+    let id = id.parse().unwrap();
     assert_eq!(fetch(&mut ann, id, "small.txt").await, b"agenda");
 
     // A profile without shared files: the app refuses before anything is sent.
@@ -248,10 +254,32 @@ async fn r24_the_relay_bounds_shared_files_and_policy_can_forbid_them() {
     let mut m = host(&relay, no_sharing, dir.path()).await;
     let small = dir.path().join("small.txt");
     m.handle.send(Command::Share(small)).await;
-    next(
+    let seen = until(
         &mut m,
         |e| matches!(e, Event::Error { message } if message.contains("disabled by this session's policy")),
     )
     .await;
-    shared_bytes_become(&relay, 0).await;
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Shared { .. })),
+        "an upload began: {seen:?}"
+    );
+}
+
+/// Every event up to and including the first that `pick` accepts, within
+/// 20 seconds.
+async fn until(r: &mut Running, pick: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = r.events.recv().await.expect("events ended");
+            let done = pick(&e);
+            seen.push(e);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("no such event in time");
+    seen
 }

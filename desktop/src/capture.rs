@@ -105,6 +105,10 @@ struct Shared {
     map: Mmap,
 }
 
+/// The most pixels of a window captured alone, whatever the screen's
+/// size: 3840 × 2160.
+const MAX_WINDOW_PIXELS: usize = 3840 * 2160;
+
 /// A window captured alone, and its pixmap while named.
 #[derive(Debug)]
 struct WindowTarget {
@@ -251,12 +255,14 @@ impl X11Capture {
                 geometry.depth
             )));
         }
+        // The one captured before is let go first: redirects count, and
+        // choosing the same window again must not leave it redirected twice.
+        self.drop_window();
         composite::redirect_window(&self.conn, window, composite::Redirect::AUTOMATIC)
             .map_err(conn_err)?
             .check()
             .map_err(|e| refused(e.to_string()))?;
         let pixmap = self.conn.generate_id().map_err(conn_err)?;
-        self.drop_window();
         self.window = Some(WindowTarget {
             id: window,
             pixmap,
@@ -297,6 +303,15 @@ impl X11Capture {
             .map_err(conn_err)?
             .reply()
             .map_err(|_| gone("it was closed"))?;
+        // A window may be made larger than the screen (up to 32767 pixels
+        // a side); the picture of one is bounded like the screen's.
+        let screen = self.monitors.iter().fold(0usize, |a, m| {
+            a.max(usize::from(m.width) * usize::from(m.height))
+        });
+        let pixels = usize::from(g.width) * usize::from(g.height);
+        if pixels > screen.max(MAX_WINDOW_PIXELS) {
+            return Err(gone("it is larger than the screen"));
+        }
         if w.named != Some((g.width, g.height)) {
             if w.named.take().is_some() {
                 xproto::free_pixmap(&self.conn, w.pixmap).map_err(conn_err)?;

@@ -176,6 +176,26 @@ fn r21_a_window_is_captured_alone_whatever_covers_it() {
     .unwrap();
     conn.get_input_focus().unwrap().reply().unwrap();
     assert_eq!(cap.capture(&mut buf).unwrap(), (240, 100));
+    // Made larger than any screen: refused, nothing allocated for it.
+    conn.configure_window(
+        shared,
+        &xproto::ConfigureWindowAux::new().width(4000).height(3000),
+    )
+    .unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    assert!(matches!(
+        cap.capture(&mut buf),
+        Err(CaptureError::Window { reason, .. }) if reason.contains("larger than the screen")
+    ));
+    // Chosen again: captured again, once redirected.
+    conn.configure_window(
+        shared,
+        &xproto::ConfigureWindowAux::new().width(240).height(100),
+    )
+    .unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    cap.select_window(shared).unwrap();
+    assert_eq!(cap.capture(&mut buf).unwrap(), (240, 100));
 
     // Closed: a clear error, not a picture of something else.
     conn.destroy_window(shared).unwrap();

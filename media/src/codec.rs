@@ -153,8 +153,11 @@
 //!
 //! The [`ScreenDecoder`] owns the canvas. It applies messages in order and
 //! answers each with an [`Applied`] or a typed [`UpdateError`]; it never
-//! panics and never allocates or decompresses more than the message and the
-//! screen size it names allow: each tile is decompressed by zstd's one-shot
+//! panics and, for tiles, never allocates or decompresses more than the
+//! message and the screen size it names allow (a video item's decoder,
+//! OpenH264, sizes its own buffers from the stream's parameters, within
+//! its limits; the picture's size is checked against the item's rectangle
+//! after decoding): each tile is decompressed by zstd's one-shot
 //! API into a buffer of exactly `w*h*4` bytes, which it cannot write past
 //! (more data is an error, not a bigger buffer), and the canvas and the work
 //! buffer take `width*height*4` bytes each — 2 × 256 MiB for the largest
@@ -1484,6 +1487,25 @@ struct VideoState {
     costs: Vec<TileCost>,
     /// Frames left without video after a stream failed.
     cooldown: u32,
+    /// The last capture time given and the rate-control time made of it.
+    clock: Option<(u64, u64)>,
+}
+
+impl VideoState {
+    /// The rate control's time for a frame captured at `captured_us`: that
+    /// time's steps, each taken as 1 µs to 1 s, so that a clock set back or
+    /// forward (a wall clock) cannot spread one picture's bits over hours
+    /// or less than nothing.
+    fn rate_time(&mut self, captured_us: u64) -> u64 {
+        let time = match self.clock {
+            None => captured_us,
+            Some((last, time)) => {
+                time.saturating_add(captured_us.saturating_sub(last).clamp(1, 1_000_000))
+            }
+        };
+        self.clock = Some((captured_us, time));
+        time
+    }
 }
 
 /// What a frame sends for the video region.
@@ -1607,8 +1629,9 @@ impl ScreenEncoder {
     }
 
     /// Like [`encode`](Self::encode), for a frame captured at `captured_us`
-    /// microseconds (any clock that does not go back), which tells the
-    /// video's rate control how much time the frame's bits are spread over.
+    /// microseconds, which tells the video's rate control how much time the
+    /// frame's bits are spread over. Any clock will do: a step back or
+    /// forward counts as 1 µs to 1 s.
     pub fn encode_at(
         &mut self,
         frame: &Frame,
@@ -1621,7 +1644,8 @@ impl ScreenEncoder {
                 .reference
                 .as_ref()
                 .is_none_or(|r| r.frame.size() != frame.size());
-        let video = self.prepare_video(frame, captured_us, keyframe);
+        let time_us = self.video.rate_time(captured_us);
+        let video = self.prepare_video(frame, time_us, keyframe);
         // With a region, the frame sent is the composite: the captured
         // frame with the region's decoded picture.
         let composite = self.video.composite.take();
@@ -2555,6 +2579,18 @@ impl TilePlan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_control_time_takes_clock_steps_as_small_ones() {
+        let mut v = VideoState::default();
+        assert_eq!(v.rate_time(1_000), 1_000);
+        assert_eq!(v.rate_time(17_666), 17_666);
+        // Set back: a microsecond later.
+        assert_eq!(v.rate_time(5), 17_667);
+        // Set forward by hours: a second later.
+        assert_eq!(v.rate_time(10_000_000_000), 1_017_667);
+        assert_eq!(v.rate_time(10_000_016_666), 1_034_333);
+    }
     use crate::frame::Bgra;
     use crate::synthetic::{read_marker, SyntheticScreen, Workload};
     use proptest::prelude::*;
@@ -3874,7 +3910,8 @@ mod video_tests {
         encoder.set_video_bitrate(Some(DEFAULT_BITRATE / 4));
         let delta = encoder.encode(source.next_frame()).unwrap();
         assert!(!delta.keyframe);
-        assert!(videos(&delta).iter().all(|v| v.1), "{:?}", videos(&delta));
+        let items = videos(&delta);
+        assert!(!items.is_empty() && items.iter().all(|v| v.1), "{items:?}");
         apply_all(&mut late, &delta);
         // Video off: the region is put right with tiles at once.
         encoder.set_video_bitrate(None);

@@ -177,6 +177,16 @@ pub enum SharedReply {
 }
 
 impl SharedReply {
+    /// The file it is about.
+    pub fn blob(&self) -> BlobId {
+        match self {
+            SharedReply::Stored { blob, .. }
+            | SharedReply::Part { blob, .. }
+            | SharedReply::Deleted { blob }
+            | SharedReply::Refused { blob, .. } => *blob,
+        }
+    }
+
     /// A refusal (the message cut to 256 bytes at a character boundary).
     pub fn refused(blob: BlobId, code: SharedRefusalCode, message: &str) -> Self {
         SharedReply::Refused {

@@ -738,7 +738,8 @@ impl Hub {
 /// Whether the session's profile allows frames of `class` (R13).
 pub fn policy_allows(policy: &PolicyProfile, class: FrameClass) -> bool {
     match class {
-        FrameClass::File => policy.file_transfer || policy.shared_files,
+        // Shared files (R24) travel in relay messages, not File frames.
+        FrameClass::File => policy.file_transfer,
         FrameClass::Screen => policy.screen_sharing,
         FrameClass::Input => policy.remote_control,
         _ => true,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use conclave_transport::conn::{
-    stream_frames, websocket_config, websocket_frames, FrameStream, Transport,
+    stream_frames, websocket_config, websocket_frames, Drained, FrameStream, Transport,
 };
 use conclave_transport::tls::channel_binding;
 use tokio::net::{TcpListener, TcpStream};
@@ -103,13 +103,13 @@ async fn tcp_connection(
             tracing::debug!(%addr, "WebSocket upgrade failed");
             return;
         };
-        let mut frames = websocket_frames(ws, rx, max);
+        let mut frames = websocket_frames(ws, rx, max, Drained::default());
         let transport = Transport::WebSocket;
         serve(hub, &mut frames, tx, &binding, &addr, transport).await;
         linger(frames);
     } else {
         let (r, w) = tokio::io::split(stream);
-        let mut frames = stream_frames(r, w, rx, max);
+        let mut frames = stream_frames(r, w, rx, max, Drained::default());
         serve(hub, &mut frames, tx, &binding, &addr, Transport::Tls).await;
         linger(frames);
     }
@@ -185,7 +185,7 @@ async fn quic_connection(hub: Arc<Hub>, connecting: quinn::Connecting, closed: C
         return;
     };
     let (tx, rx) = outbox(closed);
-    let mut frames = stream_frames(recv, send, rx, hub.limits.max_payload);
+    let mut frames = stream_frames(recv, send, rx, hub.limits.max_payload, Drained::default());
     serve(hub, &mut frames, tx, &binding, &addr, Transport::Quic).await;
     // Closing a QUIC connection discards what is still unsent: give the
     // writer a moment to finish the stream, and the peer to close first.

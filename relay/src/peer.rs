@@ -12,6 +12,7 @@ use conclave_protocol::codec::Message;
 use conclave_protocol::frame::{
     plain_frame, FrameClass, FrameRef, PeerId, RoutingHeader, SessionId,
 };
+use conclave_protocol::shared::{SharedRefusalCode, SharedReply};
 use conclave_protocol::stage1::{FromRelay, LeaveReason, Refusal, RefusalCode, ToRelay, Welcome};
 use conclave_transport::conn::{ConnError, FrameStream, Transport};
 use tokio::time::Instant;
@@ -441,7 +442,19 @@ async fn forward(
                 (ToRelay::SetLock { locked }, true) => hub.set_lock(session, locked),
                 (ToRelay::Shared(request), _) => {
                     if let Some(answer) = hub.shared(session, peer, request) {
-                        let frame = reply(session.id, peer, &FromRelay::Shared(answer));
+                        let blob = answer.blob();
+                        let mut frame = reply(session.id, peer, &FromRelay::Shared(answer));
+                        // A request of a few bytes can fetch a 128 KiB part:
+                        // the answer counts against the asker's rate too.
+                        if !bucket.take(hub, frame.len()) {
+                            hub.metrics.dropped(DropReason::Rate);
+                            let slow = SharedReply::refused(
+                                blob,
+                                SharedRefusalCode::Refused,
+                                "fetching shared files faster than this relay allows: ask again shortly",
+                            );
+                            frame = reply(session.id, peer, &FromRelay::Shared(slow));
+                        }
                         deliver(hub, vec![(outbox.clone(), frame)]).await;
                     }
                 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use conclave_protocol::bounded::BoundedBytes;
 use conclave_protocol::frame::PeerId;
 use conclave_protocol::shared::{
-    BlobId, SharedRefusalCode as Code, SharedReply, SharedRequest, MAX_PARTS, SEALED_PART,
+    BlobId, SharedRefusalCode as Code, SharedReply, SharedRequest, MAX_PARTS, SEALED_PART, TAG,
 };
 
 /// The bounds on shared files, from the relay's limits.
@@ -164,7 +164,22 @@ impl SharedStore {
                 "shared-file parts must come in order from their uploader, before the last",
             );
         }
+        // A part holds at least its tag, and every part but the last is
+        // full: a file cannot be spread over many tiny parts whose
+        // bookkeeping the byte bounds would not count.
         let len = data.as_slice().len() as u64;
+        let sized = if last {
+            len >= TAG as u64
+        } else {
+            len == SEALED_PART as u64
+        };
+        if !sized {
+            self.blobs.remove(&blob);
+            return refuse(
+                Code::Refused,
+                "a shared-file part must be full, or hold at least its tag when it is the last",
+            );
+        }
         let within_session = session_bytes
             .checked_add(len)
             .is_some_and(|n| n <= self.limits.per_session);
@@ -250,6 +265,7 @@ mod tests {
 
     const ALICE: PeerId = PeerId(2);
     const BOB: PeerId = PeerId(3);
+    const FULL: usize = SEALED_PART;
 
     fn store(per_session: u64, files: usize, total: &Arc<AtomicU64>, limit: u64) -> SharedStore {
         SharedStore::new(
@@ -262,7 +278,9 @@ mod tests {
         )
     }
 
+    /// Part `index` of `blob`: full unless it is the last, which holds `len`.
     fn put(blob: u64, index: u32, last: bool, len: usize) -> SharedRequest {
+        let len = if last { len } else { FULL };
         SharedRequest::Put {
             blob: BlobId(blob),
             index,
@@ -300,10 +318,10 @@ mod tests {
             Some(SharedReply::Stored {
                 blob: BlobId(1),
                 parts: 2,
-                bytes: 150
+                bytes: FULL as u64 + 50
             })
         );
-        assert_eq!(total.load(Ordering::Relaxed), 150);
+        assert_eq!(total.load(Ordering::Relaxed), FULL as u64 + 50);
         let Some(SharedReply::Part {
             index, last, data, ..
         }) = s.handle(
@@ -360,7 +378,7 @@ mod tests {
         );
         // Bob's attempt did not spoil Alice's upload…
         assert!(s
-            .handle(ALICE, true, put(1, 1, true, 10))
+            .handle(ALICE, true, put(1, 1, true, 16))
             .is_some_and(|r| matches!(r, SharedReply::Stored { .. })));
         // …and nothing more goes into a finished file.
         assert_eq!(
@@ -373,7 +391,31 @@ mod tests {
             code(s.handle(ALICE, true, put(2, 2, true, 10))),
             Some(Code::Refused)
         );
-        assert_eq!(total.load(Ordering::Relaxed), 20);
+        assert_eq!(total.load(Ordering::Relaxed), FULL as u64 + 16);
+    }
+
+    #[test]
+    fn r24_parts_that_are_short_or_not_full_are_refused() {
+        let total = Arc::new(AtomicU64::new(0));
+        let mut s = store(1 << 20, 4, &total, 1 << 20);
+        // A last part shorter than its tag, even empty.
+        for len in [0, TAG - 1] {
+            assert_eq!(
+                code(s.handle(ALICE, true, put(1, 0, true, len))),
+                Some(Code::Refused)
+            );
+        }
+        // A part before the last that is not full drops the upload.
+        assert_eq!(s.handle(ALICE, true, put(2, 0, false, 0)), None);
+        let short = SharedRequest::Put {
+            blob: BlobId(2),
+            index: 1,
+            last: false,
+            data: BoundedBytes::new(vec![0; FULL - 1]).unwrap(),
+        };
+        assert_eq!(code(s.handle(ALICE, true, short)), Some(Code::Refused));
+        assert_eq!(total.load(Ordering::Relaxed), 0);
+        assert!(s.handle(ALICE, true, put(3, 0, true, TAG)).is_some());
     }
 
     #[test]
@@ -394,7 +436,7 @@ mod tests {
         assert!(a.handle(ALICE, true, put(2, 0, true, 40)).is_some());
         // Two files at most.
         assert_eq!(
-            code(a.handle(ALICE, true, put(3, 0, true, 1))),
+            code(a.handle(ALICE, true, put(3, 0, true, TAG))),
             Some(Code::SessionFull)
         );
         // The relay's 150 bytes, across sessions.
@@ -415,11 +457,11 @@ mod tests {
     fn r24_a_member_leaving_drops_only_its_unfinished_uploads() {
         let total = Arc::new(AtomicU64::new(0));
         let mut s = store(1 << 20, 4, &total, 1 << 20);
-        assert!(s.handle(ALICE, true, put(1, 0, true, 10)).is_some());
-        assert_eq!(s.handle(ALICE, true, put(2, 0, false, 10)), None);
-        assert_eq!(s.handle(BOB, true, put(3, 0, false, 10)), None);
+        assert!(s.handle(ALICE, true, put(1, 0, true, 16)).is_some());
+        assert_eq!(s.handle(ALICE, true, put(2, 0, false, 0)), None);
+        assert_eq!(s.handle(BOB, true, put(3, 0, false, 0)), None);
         s.left(ALICE);
-        assert_eq!(total.load(Ordering::Relaxed), 20);
+        assert_eq!(total.load(Ordering::Relaxed), 16 + FULL as u64);
         assert!(matches!(
             s.handle(
                 BOB,

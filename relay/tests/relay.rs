@@ -511,12 +511,13 @@ async fn r13_policy_drops_forbidden_frame_classes() {
     let relay = relay().await;
     let p = portal();
     let mk = fixtures::identity(2);
-    // A master whose profile forbids file transfer and shared files.
+    // A master whose profile forbids file transfer (shared files, allowed,
+    // travel in relay messages and open no door for File frames).
     let mut conn = connect(&relay, Transport::Tls).await;
     let mut h = fixtures::master_hello(&p, &mk, &conn.channel_binding);
     let mut cfg = h.build.verify(&[p.public_key()]).unwrap();
     cfg.profile.file_transfer = false;
-    cfg.profile.shared_files = false;
+    cfg.profile.shared_files = true;
     h.build = p.sign(&cfg);
     hello(&mut conn, h).await.unwrap();
     let engine = conclave_protocol::stage2::MasterSession::new(

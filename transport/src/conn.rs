@@ -248,20 +248,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameStream for WebSock
     }
 }
 
-/// Starts the writer task for a byte stream (TLS or QUIC); returns its frames
-/// for the caller to read.
-pub fn stream_frames<R, W, S>(reader: R, writer: W, source: S, max_payload: usize) -> FrameReader<R>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-    S: FrameSource,
-{
-    stream_frames_drained(reader, writer, source, max_payload, Drained::default())
-}
-
-/// [`stream_frames`], recording in `drained` when the peer took data the
-/// writer had waited to send.
-fn stream_frames_drained<R, W, S>(
+/// Starts the writer task for a byte stream (TLS or QUIC), which records in
+/// `drained` when the peer took data it had waited to send; returns its
+/// frames for the caller to read.
+pub fn stream_frames<R, W, S>(
     reader: R,
     mut writer: W,
     mut source: S,
@@ -302,23 +292,10 @@ fn write_frame<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Starts the writer task for a WebSocket; returns its frames for the caller
-/// to read.
+/// Starts the writer task for a WebSocket, which records in `drained` when
+/// the peer took data it had waited to send; returns its frames for the
+/// caller to read.
 pub fn websocket_frames<T, S>(
-    ws: WebSocketStream<T>,
-    source: S,
-    max_payload: usize,
-) -> WebSocketFrames<T>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: FrameSource,
-{
-    websocket_frames_drained(ws, source, max_payload, Drained::default())
-}
-
-/// [`websocket_frames`], recording in `drained` when the peer took data the
-/// writer had waited to send.
-fn websocket_frames_drained<T, S>(
     ws: WebSocketStream<T>,
     mut source: S,
     max_payload: usize,
@@ -374,13 +351,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
     S: FrameSource,
 {
-    spawn_reader(stream_frames_drained(
-        reader,
-        writer,
-        source,
-        max_payload,
-        drained,
-    ))
+    spawn_reader(stream_frames(reader, writer, source, max_payload, drained))
 }
 
 /// WebSocket limits: one frame per message, never more than a frame.
@@ -402,7 +373,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: FrameSource,
 {
-    spawn_reader(websocket_frames_drained(ws, source, max_payload, drained))
+    spawn_reader(websocket_frames(ws, source, max_payload, drained))
 }
 
 /// A client's connection to a relay.

@@ -382,7 +382,7 @@ impl Bridge {
     fn transfers_known(&self, id: &str) -> bool {
         let key = format!("shared {id}");
         self.model
-            .update(|m| m.transfers.iter().any(|t| t.key == key))
+            .read(|m| m.transfers.iter().any(|t| t.key == key))
     }
 
     /// A member's name as the roster shows it, or its number.
@@ -391,7 +391,7 @@ impl Bridge {
             return "the moderator".into();
         }
         self.model
-            .update(|m| {
+            .read(|m| {
                 m.members
                     .iter()
                     .find(|v| v.peer == peer)
@@ -467,7 +467,7 @@ impl Bridge {
         match (self.side, action) {
             (_, UiAction::Leave) => Some(Command::Leave),
             (Side::Master { .. }, UiAction::Input(event)) => {
-                let active = self.model.update(|m| m.control == ControlView::Active);
+                let active = self.model.read(|m| m.control == ControlView::Active);
                 active.then(|| Command::Input(vec![event]))
             }
             (Side::Master { .. }, UiAction::RequestControl) => match self.target {

@@ -190,6 +190,11 @@ impl SharedModel {
         result
     }
 
+    /// Reads the model with `f`, without asking for a repaint.
+    pub fn read<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        f(&self.lock().model)
+    }
+
     /// A copy of the model as it is now.
     pub fn snapshot(&self) -> Model {
         self.lock().model.clone()

@@ -209,7 +209,12 @@ pub fn play<R: Read>(
             return Ok(Ending::End);
         };
         if let Some(speed) = speed {
-            let due = start + Duration::from_secs_f64(step.at_ms as f64 / 1000.0 / speed);
+            // A time the file names past what a clock can hold waits for
+            // ever (until stopped), rather than overflowing.
+            let due = Duration::try_from_secs_f64(step.at_ms as f64 / 1000.0 / speed)
+                .ok()
+                .and_then(|d| start.checked_add(d))
+                .unwrap_or(start + Duration::from_secs(100 * 365 * 86_400));
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(Ending::Stopped);
@@ -225,12 +230,17 @@ pub fn play<R: Read>(
     }
 }
 
-/// Checks a `--speed` value: a finite number above zero.
+/// The slowest replay speed accepted.
+pub const MIN_SPEED: f64 = 0.01;
+/// The fastest replay speed accepted.
+pub const MAX_SPEED: f64 = 1000.0;
+
+/// Checks a `--speed` value: from [`MIN_SPEED`] to [`MAX_SPEED`].
 pub fn parse_speed(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) if (MIN_SPEED..=MAX_SPEED).contains(&x) => Ok(x),
         _ => Err(format!(
-            "{text:?} is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)"
+            "{text:?} is not a speed: give a number from {MIN_SPEED} to {MAX_SPEED} (1 = as recorded, 2 = twice as fast)"
         )),
     }
 }
@@ -349,6 +359,8 @@ mod tests {
         assert!(parse_speed("0").is_err());
         assert!(parse_speed("-1").is_err());
         assert!(parse_speed("inf").is_err());
+        assert!(parse_speed("1e-300").is_err());
+        assert!(parse_speed("NaN").is_err());
         assert!(parse_speed("fast").unwrap_err().contains("not a speed"));
     }
 }

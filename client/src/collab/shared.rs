@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use conclave_protocol::app::AppMessage;
-use conclave_protocol::bounded::{BoundedBytes, BoundedString};
+use conclave_protocol::bounded::BoundedBytes;
 use conclave_protocol::frame::PeerId;
 use conclave_protocol::shared::{
     parts_for, BlobId, FileKey, PartContext, SharedFileInfo, SharedReply, SharedRequest,
@@ -38,8 +38,13 @@ use conclave_protocol::stage2::Rights;
 use sha2::{Digest, Sha256};
 
 use super::{app, error, Collab, Out, Side, PROGRESS_EVERY};
+use crate::connect::bounded;
 use crate::events::{Command, Event};
-use crate::files::{part_name, read_full, save, validate_name};
+use crate::files::{read_full, save, tagged_part_name, validate_name};
+
+/// Shared files a session's catalogue holds at most (the relay's default
+/// bound is 64 a session).
+const MAX_KNOWN: usize = 256;
 
 /// Parts uploaded per turn of the runtime (each turn also flushes).
 const PARTS_PER_TURN: usize = 2;
@@ -158,10 +163,9 @@ impl Collab {
         let name = validate_name(name)
             .map_err(|why| format!("{name:?} cannot be shared: {why}"))?
             .to_owned();
-        let file = File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // Checked before opening: opening a pipe would wait for a writer.
+        let meta =
+            fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if !meta.is_file() {
             return Err(format!("{} is not a regular file", path.display()));
         }
@@ -172,6 +176,7 @@ impl Collab {
                 meta.len()
             ));
         }
+        let file = File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut rng = rand_core::OsRng;
         let blob = BlobId(rand_core::RngCore::next_u64(&mut rng));
         out.push(shared_event(
@@ -238,11 +243,16 @@ impl Collab {
             .ok_or_else(|| format!("no shared file {blob} in this session"))?;
         let name = validate_name(info.name.as_str())
             .map_err(|why| format!("the shared file's name cannot be used: {why}"))?;
-        let part = self.downloads.join(part_name(name, &info.sha256));
+        // Named by the file's number, so that no transfer's partial file
+        // is touched; made afresh, so that a link found there is replaced,
+        // never followed.
+        let part = self
+            .downloads
+            .join(tagged_part_name(name, &blob.to_string()));
+        let _ = fs::remove_file(&part);
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&part)
             .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
         out.push(shared_event(about(&info), "fetching", 0, ""));
@@ -346,12 +356,11 @@ impl Collab {
         };
         let info = SharedFileInfo {
             blob,
-            name: BoundedString::new(u.name.clone()).unwrap_or_default(),
+            name: bounded(&u.name),
             size: u.read,
             sha256: u.hasher.finalize().into(),
             key: u.key.clone(),
-            from: BoundedString::new(conclave_protocol::bounded::prefix(&self.name, 64))
-                .unwrap_or_default(),
+            from: bounded(&self.name),
         };
         match &self.side {
             Side::Master { .. } => self.publish(info, out),
@@ -407,17 +416,23 @@ impl Collab {
                     && rights
                         .get(&from)
                         .is_some_and(|r| r.contains(Rights::FILE_TRANSFER));
-                if !allowed || !sane || self.shared.known.contains_key(&info.blob) {
+                let taken = self.shared.known.contains_key(&info.blob)
+                    || self.shared.uploads.contains_key(&info.blob);
+                let full = self.shared.known.len() >= MAX_KNOWN;
+                if !allowed || !sane || taken || full {
                     let who = admitted.clone();
-                    // Not published: gone from the relay too.
-                    out.push(Out::Relay(SharedRequest::Delete { blob: info.blob }));
+                    // Not published, and gone from the relay too, unless
+                    // the number names a file already shared (whose
+                    // deletion would be the sender's doing, not the master's).
+                    if !taken {
+                        out.push(Out::Relay(SharedRequest::Delete { blob: info.blob }));
+                    }
                     out.push(error(format!(
-                        "{who} shared a file it may not share, or one with a bad name or size: deleted"
+                        "{who} shared a file it may not share, one with a bad name, size or number, or one too many: not published"
                     )));
                     return;
                 }
-                info.from = BoundedString::new(conclave_protocol::bounded::prefix(admitted, 64))
-                    .unwrap_or_default();
+                info.from = bounded(admitted);
                 self.publish(info, out);
             }
             Side::Participant { .. } if from == PeerId::MASTER && sane => {
